@@ -1,0 +1,3 @@
+from .bipa import BiPA
+
+__all__ = ['BiPA']

@@ -1,0 +1,70 @@
+"""The dense prompt rho of BiPA: a grouped, re-weighted SAM dense embedding."""
+from typing import Sequence
+
+import torch
+from mmdet.registry import MODELS
+from torch import nn
+
+DENSE_PROMPT_MODES = ('frozen', 'naive', 'bilevel')
+
+
+@MODELS.register_module()
+class DensePrompt(nn.Module):
+    """``rho = e * repeat(w, D / N_g)``: a ``D``-dim base embedding ``e`` (SAM's
+    ``no_mask_embed`` once a SAM checkpoint is loaded) whose ``N_g`` channel
+    groups are scaled by the group weights ``w`` (paper Sec. 3.3). The decoder
+    adds ``rho`` at every position of the image embedding.
+
+    ``mode``:
+      - ``'frozen'``: nothing trains, ``w = 1`` (USIS-SAM's fixed prompt);
+      - ``'naive'``: ``e`` trains by gradient jointly with the weights;
+      - ``'bilevel'``: ``e`` is fixed and ``w`` is set from outside by the
+        upper-level search (:meth:`set_group_weights`) within
+        ``search_interval`` ``B``.
+
+    ``w`` is a buffer, so it is saved in and restored from checkpoints.
+    """
+
+    def __init__(self, *, embed_dim: int = 256, num_groups: int = 16,
+                 mode: str = 'bilevel',
+                 search_interval: Sequence[float] = (1.0, 3.0)) -> None:
+        super().__init__()
+        if mode not in DENSE_PROMPT_MODES:
+            raise ValueError(f'dense prompt mode must be one of {DENSE_PROMPT_MODES}, '
+                             f'got {mode!r}')
+        if num_groups <= 0 or embed_dim % num_groups:
+            raise ValueError(f'num_groups (N_g={num_groups}) must divide the prompt '
+                             f'dimension {embed_dim}')
+        low, high = (float(v) for v in search_interval)
+        if not low < high:
+            raise ValueError(f'search_interval B=[{low}, {high}] needs low < high')
+        self.mode = mode
+        self.num_groups = num_groups
+        self.search_interval = (low, high)
+        self.embedding = nn.Parameter(torch.zeros(embed_dim), requires_grad=mode == 'naive')
+        self.register_buffer('group_weights', torch.ones(num_groups))
+
+    def forward(self) -> torch.Tensor:
+        """The ``(D,)`` dense prompt."""
+        group = self.embedding.numel() // self.num_groups
+        return self.embedding * self.group_weights.repeat_interleave(group)
+
+    def get_group_weights(self) -> torch.Tensor:
+        return self.group_weights.detach().clone()
+
+    def set_group_weights(self, weights: Sequence[float]) -> None:
+        """Set ``w`` (bilevel mode only); each weight must lie in ``B``."""
+        if self.mode != 'bilevel':
+            raise RuntimeError(f"group weights are searched only in 'bilevel' mode, "
+                               f'this dense prompt is {self.mode!r}')
+        w = torch.as_tensor(weights, dtype=self.group_weights.dtype).flatten()
+        if w.numel() != self.num_groups:
+            raise ValueError(f'expected {self.num_groups} group weights, got {w.numel()}')
+        low, high = self.search_interval
+        if not torch.all((w >= low) & (w <= high)):
+            raise ValueError(f'group weights {w.tolist()} leave the interval B=[{low}, {high}]')
+        self.group_weights.copy_(w.to(self.group_weights.device))
+
+    def extra_repr(self) -> str:
+        return (f'mode={self.mode}, num_groups={self.num_groups}, '
+                f'search_interval={self.search_interval}')

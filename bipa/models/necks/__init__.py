@@ -1,0 +1,3 @@
+from .fai import FAINeck
+
+__all__ = ['FAINeck']

@@ -1,0 +1,225 @@
+"""Foreground Attention Injection (FAI) neck of BiPA (CVPR 2026).
+
+Per level ``v`` the ViT hidden state ``F_v`` (stride 16) and the local CNN
+feature ``C_v`` are turned into ``F̄_v`` and ``Ḡ_v`` at the local stride and
+fused as ``H_v = (1 - α) · Ḡ_v + α · F̄_v`` with ``α = φ(F̄_v, Ḡ_v)``; a simple
+FPN head then produces the multi-level outputs.
+"""
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule, build_norm_layer
+from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptMultiConfig
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from ..layers.channel_attention import ChannelAttention
+from ..layers.ema import EMA
+from ..layers.norm import LayerNorm2d
+
+FUSIONS = ('fai', 'sum')
+
+
+class MultiScaleConv(nn.Module):
+    """1x1 projection, then the sum of parallel depthwise KxK convs, BN, GELU.
+
+    The KxK convs are depthwise (one filter per channel): after the 1x1
+    projection the spatial mixing only needs to widen the receptive field,
+    and full 3x3/5x5/7x7 convs at 256 channels would cost ~5.4M parameters
+    per level against ~21K depthwise.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 *,
+                 kernel_sizes: Sequence[int] = (3, 5, 7),
+                 norm_cfg: ConfigType = dict(type='BN', requires_grad=True)
+                 ) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, out_channels, 1)
+        self.branches = nn.ModuleList(
+            nn.Conv2d(out_channels, out_channels, k, padding=k // 2,
+                      groups=out_channels, bias=False) for k in kernel_sizes)
+        self.norm = build_norm_layer(norm_cfg, out_channels)[1]
+        self.act = nn.GELU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.proj(x)
+        x = sum(branch(x) for branch in self.branches)
+        return self.act(self.norm(x))
+
+
+class ScaleAwareSampling(nn.Sequential):
+    """Resamples a map from ``in_stride`` to ``out_stride``.
+
+    Upsampling by ``2**n`` is ``n`` stride-2 transposed convs with norm + GELU
+    between them; downsampling by ``k`` is a ``k x k`` max-pool; equal strides
+    give the identity.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 *,
+                 in_stride: int,
+                 out_stride: int,
+                 norm_cfg: ConfigType = dict(type='BN', requires_grad=True)
+                 ) -> None:
+        layers: List[nn.Module] = []
+        if out_stride < in_stride:
+            ratio = in_stride // out_stride
+            num_up = ratio.bit_length() - 1
+            if ratio * out_stride != in_stride or 2**num_up != ratio:
+                raise ValueError(
+                    f'upsampling from stride {in_stride} to {out_stride} '
+                    'needs a power-of-two ratio')
+            for i in range(num_up):
+                last = i == num_up - 1
+                layers.append(
+                    nn.ConvTranspose2d(channels, channels, 2, stride=2,
+                                       bias=last))
+                if not last:
+                    layers += [build_norm_layer(norm_cfg, channels)[1],
+                               nn.GELU()]
+        elif out_stride > in_stride:
+            ratio = out_stride // in_stride
+            if ratio * in_stride != out_stride:
+                raise ValueError(
+                    f'downsampling from stride {in_stride} to {out_stride} '
+                    'needs an integer ratio')
+            layers.append(nn.MaxPool2d(ratio))
+        super().__init__(*layers)  # empty Sequential is the identity
+
+
+class WeightGenerator(nn.Module):
+    """φ: per-pixel, per-channel fusion weights α in (0, 1).
+
+    ``α = sigmoid(conv3x3(ReLU(BN(conv3x3([Ḡ; F̄])))))`` with channels
+    ``2C -> C -> C`` (one weight per channel rather than a single spatial map,
+    so each channel can choose its own ViT/CNN mix).
+    """
+
+    def __init__(self,
+                 channels: int,
+                 *,
+                 norm_cfg: ConfigType = dict(type='BN', requires_grad=True)
+                 ) -> None:
+        super().__init__()
+        self.reduce = ConvModule(
+            2 * channels, channels, 3, padding=1, norm_cfg=norm_cfg,
+            act_cfg=dict(type='ReLU'))
+        self.out = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, local: Tensor, vit: Tensor) -> Tensor:
+        return self.out(self.reduce(torch.cat([local, vit], dim=1))).sigmoid()
+
+
+@MODELS.register_module()
+class FAINeck(BaseModule):
+    """Foreground Attention Injection neck followed by a simple FPN.
+
+    Args:
+        vit_channels: Channels of each ViT hidden state.
+        local_channels: Channels of the local (CNN) features, one per level.
+        out_channels: Channels of the fused maps and of every output.
+        num_outs: Number of outputs; levels beyond ``len(local_channels)`` are
+            max-pooled (stride 2) from the last one.
+        fusion: ``'fai'`` (``H = (1-α)Ḡ + αF̄``) or ``'sum'`` (``H = Ḡ + F̄``,
+            ablation, no weight generator).
+        ema_groups: Groups of the EMA attention on the local features.
+        norm_cfg: Norm of the conv blocks before the fusion.
+        local_strides: Stride of each local feature.
+        vit_stride: Stride of the ViT hidden states.
+        init_cfg: Initialization config.
+    """
+
+    def __init__(self,
+                 vit_channels: int = 1280,
+                 local_channels: Sequence[int] = (256, 512, 1024, 2048),
+                 out_channels: int = 256,
+                 num_outs: int = 5,
+                 fusion: str = 'fai',
+                 ema_groups: int = 8,
+                 norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
+                 local_strides: Sequence[int] = (4, 8, 16, 32),
+                 vit_stride: int = 16,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if fusion not in FUSIONS:
+            raise ValueError(
+                f'fusion must be one of {FUSIONS}, got {fusion!r}')
+        if len(local_strides) != len(local_channels):
+            raise ValueError(
+                f'local_strides {tuple(local_strides)} and local_channels '
+                f'{tuple(local_channels)} must have the same length')
+        if num_outs < len(local_channels):
+            raise ValueError(
+                f'num_outs ({num_outs}) must be >= the number of levels '
+                f'({len(local_channels)})')
+        self.fusion = fusion
+        self.num_levels = len(local_channels)
+        self.num_outs = num_outs
+        self.local_strides = tuple(local_strides)
+
+        self.local_branches = nn.ModuleList(
+            nn.Sequential(
+                EMA(c, groups=ema_groups),
+                ConvModule(c, out_channels, 1, norm_cfg=norm_cfg,
+                           act_cfg=dict(type='ReLU')))
+            for c in local_channels)
+        self.vit_branches = nn.ModuleList(
+            nn.Sequential(
+                ChannelAttention(vit_channels),
+                MultiScaleConv(vit_channels, out_channels, norm_cfg=norm_cfg),
+                ScaleAwareSampling(out_channels, in_stride=vit_stride,
+                                   out_stride=s, norm_cfg=norm_cfg))
+            for s in local_strides)
+        if fusion == 'fai':
+            self.weight_generators = nn.ModuleList(
+                WeightGenerator(out_channels, norm_cfg=norm_cfg)
+                for _ in local_channels)
+        self.fpn_convs = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(out_channels, out_channels, 3, padding=1,
+                          bias=False), LayerNorm2d(out_channels))
+            for _ in local_channels)
+
+    def fuse(self, vit_feats: Sequence[Tensor],
+             local_feats: Sequence[Tensor]) -> List[Tensor]:
+        """The fused maps ``H_v``, one per level, before the FPN."""
+        if len(vit_feats) != self.num_levels or \
+                len(local_feats) != self.num_levels:
+            raise ValueError(
+                f'expected {self.num_levels} ViT and local features, got '
+                f'{len(vit_feats)} and {len(local_feats)}')
+        fused = []
+        for v in range(self.num_levels):
+            g = self.local_branches[v](local_feats[v])
+            f = self.vit_branches[v](vit_feats[v])
+            if f.shape[-2:] != g.shape[-2:]:
+                raise ValueError(
+                    f'level {v}: ViT feature {tuple(vit_feats[v].shape[-2:])} '
+                    f'resampled to stride {self.local_strides[v]} has size '
+                    f'{tuple(f.shape[-2:])}, but the local feature has '
+                    f'{tuple(g.shape[-2:])}; pad the image to a multiple of '
+                    'the largest stride')
+            if self.fusion == 'fai':
+                alpha = self.weight_generators[v](g, f)
+                fused.append((1 - alpha) * g + alpha * f)
+            else:
+                fused.append(g + f)
+        return fused
+
+    def forward(self, vit_feats: Sequence[Tensor],
+                local_feats: Sequence[Tensor]) -> Tuple[Tensor, ...]:
+        fused = self.fuse(vit_feats, local_feats)
+        # Top-down pathway, coarse to fine.
+        for v in range(self.num_levels - 1, 0, -1):
+            fused[v - 1] = fused[v - 1] + F.interpolate(
+                fused[v], size=fused[v - 1].shape[-2:], mode='nearest')
+        outs = [conv(h) for conv, h in zip(self.fpn_convs, fused)]
+        while len(outs) < self.num_outs:
+            outs.append(F.max_pool2d(outs[-1], 1, stride=2))
+        return tuple(outs)

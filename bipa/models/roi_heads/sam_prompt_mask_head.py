@@ -1,0 +1,175 @@
+"""Mask head that prompts SAM's frozen decoder with sparse and dense prompts."""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmdet.models.utils import empty_instances
+from mmdet.registry import MODELS
+from mmdet.structures.bbox import scale_boxes
+from mmengine.config import ConfigDict
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
+from segment_anything.modeling import MaskDecoder, TwoWayTransformer
+from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
+from torch import Tensor
+
+
+@MODELS.register_module()
+class SAMPromptMaskHead(BaseModule):
+    """One mask per RoI from SAM's mask decoder (frozen).
+
+    For every RoI the sparse prompt generator turns its RoI features into
+    sparse tokens; the decoder gets the image embedding, SAM's dense
+    positional encoding, the dense prompt rho (:class:`DensePrompt`) and those
+    tokens, and predicts single-mask logits at 1/4 of the input size. Training
+    upsamples them to the padded input and applies pixel BCE against
+    full-image GT masks.
+
+    Key names follow SAM's checkpoint: ``pe_layer`` is
+    ``prompt_encoder.pe_layer``, ``mask_decoder`` is ``mask_decoder``, and the
+    dense prompt's base embedding is ``prompt_encoder.no_mask_embed``.
+    """
+
+    def __init__(self, *,
+                 embed_dim: int = 256,
+                 prompt_generator: dict = dict(type='SparsePromptGenerator'),
+                 dense_prompt: dict = dict(type='DensePrompt'),
+                 decoder_mlp_dim: int = 2048,
+                 decoder_depth: int = 2,
+                 decoder_num_heads: int = 8,
+                 loss_mask: dict = dict(type='CrossEntropyLoss', use_sigmoid=True,
+                                        loss_weight=1.0),
+                 chunk_size: int = 32,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.embed_dim = embed_dim
+        self.prompt_generator = MODELS.build(dict(embed_dim=embed_dim, **prompt_generator))
+        self.dense_prompt = MODELS.build(dict(embed_dim=embed_dim, **dense_prompt))
+        self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
+        self.mask_decoder = MaskDecoder(
+            num_multimask_outputs=3, transformer_dim=embed_dim, iou_head_depth=3,
+            iou_head_hidden_dim=256,
+            transformer=TwoWayTransformer(depth=decoder_depth, embedding_dim=embed_dim,
+                                          mlp_dim=decoder_mlp_dim,
+                                          num_heads=decoder_num_heads))
+        self.loss_mask = MODELS.build(loss_mask)
+        self.chunk_size = chunk_size
+        self._freeze_sam()
+
+    def _freeze_sam(self) -> None:
+        for module in (self.pe_layer, self.mask_decoder):
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> 'SAMPromptMaskHead':
+        super().train(mode)
+        self._freeze_sam()
+        return self
+
+    # --- decoding -------------------------------------------------------------
+
+    def image_pe(self, size: Sequence[int]) -> Tensor:
+        """SAM's dense positional encoding ``(1, D, h, w)`` of an embedding grid."""
+        return self.pe_layer(tuple(size)).unsqueeze(0)
+
+    def decode(self, image_embedding: Tensor, tokens: Tensor,
+               image_pe: Optional[Tensor] = None,
+               dense_prompt: Optional[Tensor] = None) -> Tensor:
+        """Low-res mask logits ``(n, 1, 4h, 4w)`` of one image's ``n`` instances.
+
+        ``image_embedding``: ``(1, D, h, w)``; ``tokens``: ``(n, T, D)``.
+        ``dense_prompt`` (``(D,)``) defaults to the current rho.
+        """
+        if image_pe is None:
+            image_pe = self.image_pe(image_embedding.shape[-2:])
+        if dense_prompt is None:
+            dense_prompt = self.dense_prompt()
+        dense = dense_prompt.to(image_embedding.dtype).view(1, -1, 1, 1)
+        dense = dense.expand(tokens.shape[0], -1, *image_embedding.shape[-2:])
+        logits, _ = self.mask_decoder.predict_masks(
+            image_embeddings=image_embedding, image_pe=image_pe.to(image_embedding.dtype),
+            sparse_prompt_embeddings=tokens.to(image_embedding.dtype),
+            dense_prompt_embeddings=dense)
+        return logits[:, :1]  # the single-mask output token
+
+    def forward(self, roi_feats: Tensor, rois: Tensor, image_embeddings: Tensor) -> Tensor:
+        """Low-res mask logits ``(N, 1, 4h, 4w)`` for RoIs ``(N, 5)`` of a batch."""
+        tokens = self.prompt_generator(roi_feats)
+        logits = roi_feats.new_zeros(
+            (rois.shape[0], 1, *(4 * s for s in image_embeddings.shape[-2:])))
+        image_pe = self.image_pe(image_embeddings.shape[-2:])
+        rho = self.dense_prompt()
+        for i in range(image_embeddings.shape[0]):
+            inds = torch.nonzero(rois[:, 0] == i).squeeze(1)
+            if inds.numel():
+                logits[inds] = self.decode(image_embeddings[i:i + 1], tokens[inds],
+                                           image_pe, rho).to(logits.dtype)
+        return logits
+
+    # --- training -------------------------------------------------------------
+
+    @staticmethod
+    def get_targets(sampling_results: List, batch_gt_instances: List[InstanceData],
+                    device: torch.device) -> Tensor:
+        """Full-image binary GT masks ``(N, H, W)`` of the positive RoIs.
+
+        GT masks must already be padded to the batch input shape (the data
+        preprocessor's ``pad_mask=True``).
+        """
+        targets = []
+        for res, gt in zip(sampling_results, batch_gt_instances):
+            if len(res.pos_assigned_gt_inds):
+                inds = res.pos_assigned_gt_inds.cpu().numpy()
+                targets.append(gt.masks[inds].to_tensor(torch.float32, device))
+        if not targets:
+            return torch.zeros((0, 1, 1), device=device)
+        return torch.cat(targets)
+
+    def loss_and_target(self, mask_preds: Tensor, sampling_results: List,
+                        batch_gt_instances: List[InstanceData],
+                        rcnn_train_cfg: ConfigDict) -> Dict[str, dict]:
+        targets = self.get_targets(sampling_results, batch_gt_instances, mask_preds.device)
+        if targets.shape[0] == 0:  # keep every trainable parameter in the graph
+            loss = mask_preds.sum() * 0
+        else:
+            logits = F.interpolate(mask_preds.float(), size=targets.shape[-2:],
+                                   mode='bilinear', align_corners=False).squeeze(1)
+            loss = self.loss_mask(logits, targets)
+        return dict(loss_mask=dict(loss_mask=loss), mask_targets=targets)
+
+    # --- inference ------------------------------------------------------------
+
+    def predict_by_feat(self, mask_preds: Sequence[Tensor], results_list: List[InstanceData],
+                        batch_img_metas: List[dict], rcnn_test_cfg: ConfigDict,
+                        rescale: bool = False, activate_map: bool = False) -> List[InstanceData]:
+        """Binary masks at the input (or, with ``rescale``, original) image size."""
+        for img_id, (preds, results, meta) in enumerate(
+                zip(mask_preds, results_list, batch_img_metas)):
+            if results.bboxes.shape[0] == 0:
+                results_list[img_id] = empty_instances(
+                    [meta], results.bboxes.device, task_type='mask',
+                    instance_results=[results],
+                    mask_thr_binary=rcnn_test_cfg.mask_thr_binary)[0]
+                continue
+            results.masks = self._masks_single(preds, meta, rcnn_test_cfg.mask_thr_binary,
+                                               rescale, activate_map)
+            if rescale:
+                scale = [1 / s for s in meta['scale_factor']]
+                results.bboxes = scale_boxes(results.bboxes, scale)
+        return results_list
+
+    def _masks_single(self, preds: Tensor, meta: dict, threshold: float,
+                      rescale: bool, activate_map: bool) -> Tensor:
+        pad_h, pad_w = meta.get('batch_input_shape', meta['pad_shape'])[:2]
+        img_h, img_w = meta['img_shape'][:2]
+        out_h, out_w = meta['ori_shape'][:2] if rescale else (img_h, img_w)
+        masks = []
+        for chunk in preds.split(self.chunk_size):  # bounds the full-size float maps
+            m = F.interpolate(chunk.float(), size=(pad_h, pad_w), mode='bilinear',
+                              align_corners=False)[..., :img_h, :img_w]
+            if (out_h, out_w) != (img_h, img_w):
+                m = F.interpolate(m, size=(out_h, out_w), mode='bilinear', align_corners=False)
+            m = m.sigmoid().squeeze(1)
+            masks.append(m if activate_map else m >= threshold)
+        return torch.cat(masks)

@@ -1,0 +1,91 @@
+"""Load an official SAM checkpoint into a BiPA model, with a clear report."""
+import os.path as osp
+from typing import Dict, List, Tuple
+
+import torch
+from mmengine.logging import MMLogger
+from torch import nn
+
+# official SAM key prefix -> BiPA module path
+SAM_KEY_MAP: Tuple[Tuple[str, str], ...] = (
+    ('image_encoder.', 'backbone.encoder.'),
+    ('prompt_encoder.pe_layer.', 'roi_head.mask_head.pe_layer.'),
+    ('mask_decoder.', 'roi_head.mask_head.mask_decoder.'),
+)
+DENSE_EMBED_KEY = ('prompt_encoder.no_mask_embed.weight',
+                   'roi_head.mask_head.dense_prompt.embedding')
+# prompt-encoder parts for point/box/mask prompts, which BiPA does not use
+SAM_UNUSED_PREFIXES = ('prompt_encoder.point_embeddings.', 'prompt_encoder.not_a_point_embed.',
+                       'prompt_encoder.mask_downscaling.')
+
+
+class SAMCheckpointError(ValueError):
+    """A SAM checkpoint does not match the model."""
+
+
+def _describe_encoder(state: Dict[str, torch.Tensor]) -> str:
+    pos = state.get('image_encoder.pos_embed')
+    blocks = {k.split('.')[2] for k in state if k.startswith('image_encoder.blocks.')}
+    dim = pos.shape[-1] if pos is not None else '?'
+    return f'{dim}-d, {len(blocks)} blocks'
+
+
+def load_sam_checkpoint(model: nn.Module, path: str, *, strict: bool = True) -> Dict[str, List]:
+    """Copy SAM's encoder, dense positional encoding, ``no_mask_embed`` and mask
+    decoder weights from ``path`` (``sam_vit_h_4b8939.pth`` layout) into ``model``.
+
+    Returns the report ``dict(missing=..., unexpected=..., mismatched=...)``.
+    With ``strict`` (the default) any missing, unexpected or mis-shaped key
+    raises :class:`SAMCheckpointError` listing them; otherwise they are logged.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'SAM checkpoint not found: {path} (set model.sam_checkpoint '
+                                'to the path of e.g. sam_vit_h_4b8939.pth)')
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    if isinstance(state, dict) and 'state_dict' in state:
+        state = state['state_dict']
+    if not isinstance(state, dict) or not any(k.startswith('image_encoder.') for k in state):
+        raise SAMCheckpointError(f'{path} is not a SAM checkpoint: expected keys '
+                                 "'image_encoder.*', 'prompt_encoder.*', 'mask_decoder.*' "
+                                 '(convert Hugging Face weights with '
+                                 'tools/model_converters/hf_sam_to_official.py)')
+    own = model.state_dict()
+    targets = {k for k in own for _, dst in SAM_KEY_MAP if k.startswith(dst)}
+    targets.add(DENSE_EMBED_KEY[1])
+    loaded, unexpected, mismatched, mismatched_dst = {}, [], [], set()
+    for key, value in state.items():
+        if key == DENSE_EMBED_KEY[0]:
+            dst, value = DENSE_EMBED_KEY[1], value.reshape(-1)
+        else:
+            dst = next((d + key[len(s):] for s, d in SAM_KEY_MAP if key.startswith(s)), None)
+        if dst is None:
+            if not key.startswith(SAM_UNUSED_PREFIXES):
+                unexpected.append(key)
+            continue
+        if dst not in own:
+            unexpected.append(key)
+        elif own[dst].shape != value.shape:
+            mismatched.append(f'{key}: checkpoint {tuple(value.shape)} vs model '
+                              f'{tuple(own[dst].shape)}')
+            mismatched_dst.add(dst)
+        else:
+            loaded[dst] = value
+    missing = sorted(targets - set(loaded) - mismatched_dst)
+    report = dict(missing=missing, unexpected=sorted(unexpected), mismatched=mismatched)
+    problems = {k: v for k, v in report.items() if v}
+    if problems:
+        lines = [f'{kind} ({len(keys)}): {", ".join(keys[:8])}{" ..." if len(keys) > 8 else ""}'
+                 for kind, keys in problems.items()]
+        msg = (f'SAM checkpoint {path} ({_describe_encoder(state)}) does not match the model:\n  '
+               + '\n  '.join(lines))
+        if strict:
+            raise SAMCheckpointError(
+                msg + '\nCheck model.backbone.arch; set model.sam_checkpoint_strict=False '
+                'to load the matching keys anyway.')
+        MMLogger.get_current_instance().warning(msg)
+    with torch.no_grad():
+        for dst, value in loaded.items():
+            own[dst].copy_(value)
+    MMLogger.get_current_instance().info(
+        f'loaded {len(loaded)} tensors from SAM checkpoint {path}')
+    return report

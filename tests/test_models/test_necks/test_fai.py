@@ -1,0 +1,123 @@
+import pytest
+import torch
+from mmdet.registry import MODELS
+
+from bipa.models.necks.fai import FAINeck, ScaleAwareSampling
+
+VIT_C = 32
+LOCAL_C = (8, 16, 32, 64)
+OUT_C = 16
+LOCAL_STRIDES = (4, 8, 16, 32)
+
+
+def make_neck(**kwargs):
+    cfg = dict(vit_channels=VIT_C, local_channels=LOCAL_C,
+               out_channels=OUT_C)
+    cfg.update(kwargs)
+    return FAINeck(**cfg)
+
+
+def make_inputs(h=64, w=64, batch=2):
+    vit = [torch.randn(batch, VIT_C, h // 16, w // 16) for _ in range(4)]
+    local = [torch.randn(batch, c, h // s, w // s)
+             for c, s in zip(LOCAL_C, LOCAL_STRIDES)]
+    return vit, local
+
+
+@pytest.mark.parametrize('fusion', ['fai', 'sum'])
+@pytest.mark.parametrize('h,w', [(64, 64), (64, 96)])
+def test_output_shapes_and_strides(fusion, h, w):
+    neck = make_neck(fusion=fusion)
+    outs = neck(*make_inputs(h, w))
+    assert isinstance(outs, tuple) and len(outs) == 5
+    for out, stride in zip(outs, (4, 8, 16, 32, 64)):
+        # extra levels round up, as in mmdet FPN
+        assert out.shape == (2, OUT_C, -(-h // stride), -(-w // stride))
+
+
+def test_registered_and_buildable():
+    neck = MODELS.build(dict(type='FAINeck', vit_channels=VIT_C,
+                             local_channels=LOCAL_C, out_channels=OUT_C,
+                             num_outs=6))
+    assert isinstance(neck, FAINeck)
+    outs = neck(*make_inputs(128, 128))
+    assert [o.shape[-1] for o in outs] == [32, 16, 8, 4, 2, 1]
+
+
+def _capture(modules):
+    captured = []
+    hooks = [m.register_forward_hook(
+        lambda mod, args, out: captured.append(out)) for m in modules]
+    return captured, hooks
+
+
+def test_sum_fusion_is_plain_sum():
+    neck = make_neck(fusion='sum').eval()
+    assert not hasattr(neck, 'weight_generators')
+    local_out, h1 = _capture(neck.local_branches)
+    vit_out, h2 = _capture(neck.vit_branches)
+    fused = neck.fuse(*make_inputs())
+    for hook in h1 + h2:
+        hook.remove()
+    assert len(fused) == len(local_out) == len(vit_out) == 4
+    for h, g, f in zip(fused, local_out, vit_out):
+        assert torch.equal(h, g + f)
+
+
+def test_fai_fusion_is_convex_combination():
+    neck = make_neck(fusion='fai').eval()
+    local_out, h1 = _capture(neck.local_branches)
+    vit_out, h2 = _capture(neck.vit_branches)
+    alphas, h3 = _capture(neck.weight_generators)
+    fused = neck.fuse(*make_inputs())
+    for hook in h1 + h2 + h3:
+        hook.remove()
+    for h, g, f, a in zip(fused, local_out, vit_out, alphas):
+        assert a.shape == g.shape
+        assert (a > 0).all() and (a < 1).all()
+        torch.testing.assert_close(h, (1 - a) * g + a * f)
+
+
+@pytest.mark.parametrize('fusion', ['fai', 'sum'])
+def test_gradients_reach_every_parameter(fusion):
+    torch.manual_seed(0)
+    neck = make_neck(fusion=fusion, ema_groups=4)
+    outs = neck(*make_inputs())
+    # Random weights: LayerNorm outputs sum to ~0 over channels.
+    sum((o * torch.randn_like(o)).sum() for o in outs).backward()
+    for name, p in neck.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_mismatched_sizes_raise():
+    neck = make_neck()
+    vit, local = make_inputs()
+    local[3] = torch.randn(2, LOCAL_C[3], 3, 3)
+    with pytest.raises(ValueError, match='level 3'):
+        neck(vit, local)
+
+
+def test_wrong_number_of_levels_raises():
+    neck = make_neck()
+    vit, local = make_inputs()
+    with pytest.raises(ValueError, match='expected 4'):
+        neck(vit[:3], local)
+
+
+def test_invalid_fusion_raises():
+    with pytest.raises(ValueError, match="'fai', 'sum'"):
+        make_neck(fusion='concat')
+
+
+def test_sampling_follows_stride_ratio():
+    def kinds(s):
+        return [type(m).__name__ for m in ScaleAwareSampling(
+            4, in_stride=16, out_stride=s)]
+
+    assert kinds(4) == ['ConvTranspose2d', 'BatchNorm2d', 'GELU',
+                        'ConvTranspose2d']
+    assert kinds(8) == ['ConvTranspose2d']
+    assert kinds(16) == []
+    assert kinds(32) == ['MaxPool2d']
+    with pytest.raises(ValueError, match='power-of-two'):
+        ScaleAwareSampling(4, in_stride=16, out_stride=5)
