@@ -4,8 +4,10 @@ Importing the package registers its modules with mmdet/mmengine registries
 and lets mmengine load its own checkpoints on torch >= 2.6.
 """
 from .utils import register_checkpoint_safe_globals
-from .version import __version__
 
 register_checkpoint_safe_globals()
+
+from . import datasets, models  # noqa: E402,F401  (registration)
+from .version import __version__  # noqa: E402
 
 __all__ = ['__version__']

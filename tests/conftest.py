@@ -1,0 +1,40 @@
+"""Shared fixtures: a tiny BiPA config and mmdet-style demo inputs."""
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from mmdet.testing import demo_mm_inputs
+from mmdet.utils import register_all_modules
+from mmengine.config import Config
+
+import bipa  # noqa: F401  (registers the modules)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL_CFG = ROOT / 'configs' / '_base_' / 'models' / 'bipa_vit-tiny.py'
+
+register_all_modules(init_default_scope=True)
+# tiny models: one thread is faster than two and immune to a busy machine
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope='session')
+def tiny_model_cfg():
+    """The tiny BiPA model config (a fresh copy per use)."""
+    base = Config.fromfile(str(TINY_MODEL_CFG))
+
+    def make(**overrides):
+        cfg = copy.deepcopy(base)
+        cfg.merge_from_dict({f'model.{k}': v for k, v in overrides.items()})
+        return cfg.model
+    return make
+
+
+@pytest.fixture
+def demo_batch():
+    """Two images (one non-square) with 3 and 2 instances, boxes and masks."""
+    def make(shapes=((3, 128, 128), (3, 96, 128)), num_items=(3, 2), seed=0):
+        torch.manual_seed(seed)
+        return demo_mm_inputs(len(shapes), [list(s) for s in shapes],
+                              num_items=list(num_items), with_mask=True)
+    return make

@@ -1,0 +1,131 @@
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+
+TRAINABLE_PREFIXES = ('backbone.adapters.', 'neck.', 'rpn_head.', 'roi_head.bbox_head.',
+                      'roi_head.mask_head.prompt_generator.')
+
+
+def build(cfg):
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model
+
+
+def total_loss(losses):
+    return sum(v.sum() if isinstance(v, torch.Tensor) else sum(x.sum() for x in v)
+               for k, v in losses.items() if 'loss' in k)
+
+
+@pytest.mark.parametrize('mode', ['frozen', 'naive', 'bilevel'])
+def test_trainable_parameters_follow_the_paper(tiny_model_cfg, mode):
+    model = build(tiny_model_cfg(**{'roi_head.mask_head.dense_prompt.mode': mode}))
+    model.train()
+    for name, p in model.named_parameters():
+        expected = name.startswith(TRAINABLE_PREFIXES) or (
+            mode == 'naive' and name == 'roi_head.mask_head.dense_prompt.embedding')
+        assert p.requires_grad == expected, name
+    # frozen parts stay in eval mode after model.train()
+    assert not model.backbone.encoder.training
+    assert not model.roi_head.mask_head.mask_decoder.training
+    assert not model.local_backbone.bn1.training
+
+
+@pytest.mark.parametrize('fusion', ['fai', 'sum'])
+@pytest.mark.parametrize('mode', ['frozen', 'naive', 'bilevel'])
+def test_loss_keys_finite_and_gradients(tiny_model_cfg, demo_batch, fusion, mode):
+    model = build(tiny_model_cfg(**{'neck.fusion': fusion,
+                                    'roi_head.mask_head.dense_prompt.mode': mode}))
+    model.train()
+    data = model.data_preprocessor(demo_batch(), True)
+    losses = model(**data, mode='loss')
+    assert {'loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox', 'loss_mask'} <= set(losses)
+    loss = total_loss(losses)
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    for name in ('backbone.adapters', 'neck.', 'roi_head.mask_head.prompt_generator'):
+        assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items()
+                   if n.startswith(name)), name
+    if mode == 'naive':
+        assert grads['roi_head.mask_head.dense_prompt.embedding'] is not None
+
+
+def test_few_steps_lower_the_loss(tiny_model_cfg, demo_batch):
+    torch.manual_seed(0)
+    model = build(tiny_model_cfg())
+    model.train()
+    data = model.data_preprocessor(demo_batch(), True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=1e-3)
+    history = []
+    for _ in range(6):
+        torch.manual_seed(1)  # same proposal sampling every step
+        loss = total_loss(model(**data, mode='loss'))
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        history.append(loss.item())
+    assert history[-1] < history[0]
+
+
+def test_predict_at_original_size(tiny_model_cfg, demo_batch):
+    model = build(tiny_model_cfg())
+    model.eval()
+    packed = demo_batch()
+    with torch.no_grad():
+        results = model(**model.data_preprocessor(packed, False), mode='predict')
+    for sample, result in zip(packed['data_samples'], results):
+        assert isinstance(result, DetDataSample)
+        pred = result.pred_instances
+        n = len(pred)
+        assert 0 < n <= 100
+        assert pred.masks.shape == (n, *sample.ori_shape) and pred.masks.dtype == torch.bool
+        assert pred.bboxes.shape == (n, 4) and pred.scores.shape == (n,)
+        assert pred.labels.max() < 7
+
+
+def test_predict_rescales_to_the_original_image(tiny_model_cfg):
+    """A resized input (scale 0.5) yields masks and boxes at the original size."""
+    from mmdet.testing import demo_mm_inputs
+    model = build(tiny_model_cfg())
+    model.eval()
+    packed = demo_mm_inputs(1, [[3, 64, 96]], with_mask=True)
+    sample = packed['data_samples'][0]
+    sample.set_metainfo(dict(ori_shape=(128, 192), scale_factor=(0.5, 0.5)))
+    with torch.no_grad():
+        pred = model(**model.data_preprocessor(packed, False), mode='predict')[0].pred_instances
+    assert pred.masks.shape[1:] == (128, 192)
+    assert pred.bboxes[:, 2].max() <= 192 + 1e-3
+
+
+def test_tensor_mode(tiny_model_cfg, demo_batch):
+    model = build(tiny_model_cfg())
+    model.eval()
+    data = model.data_preprocessor(demo_batch(), False)
+    with torch.no_grad():
+        outs = model(**data, mode='tensor')
+    cls_score, bbox_pred, mask_preds = outs[-1]  # RoI head outputs
+    assert mask_preds.shape[1:] == (1, 32, 32)  # 1/4 of the 128 px padded input
+
+
+def test_images_without_instances(tiny_model_cfg, demo_batch):
+    model = build(tiny_model_cfg())
+    model.train()
+    data = model.data_preprocessor(demo_batch(num_items=(0, 0)), True)
+    losses = model(**data, mode='loss')
+    loss = total_loss(losses)
+    assert torch.isfinite(loss)
+    loss.backward()
+
+
+def test_dense_prompt_api(tiny_model_cfg):
+    model = build(tiny_model_cfg())
+    prompt = model.dense_prompt
+    assert prompt.num_groups == 16 and prompt.search_interval == (1.0, 3.0)
+    prompt.set_group_weights(torch.linspace(1, 3, 16))
+    state = model.state_dict()
+    other = build(tiny_model_cfg())
+    other.load_state_dict(state)
+    assert torch.equal(other.dense_prompt.get_group_weights(), torch.linspace(1, 3, 16))

@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from bipa.models.layers import DensePrompt
+
+
+def test_group_weights_scale_channel_groups():
+    prompt = DensePrompt(embed_dim=8, num_groups=4)
+    prompt.embedding.data = torch.arange(8.0)
+    prompt.set_group_weights([1.0, 2.0, 3.0, 1.5])
+    torch.testing.assert_close(prompt(), torch.tensor([0, 1, 4, 6, 12, 15, 9, 10.5]))
+    assert torch.equal(prompt.get_group_weights(), torch.tensor([1.0, 2.0, 3.0, 1.5]))
+    # the weights are state: saved and restored with the model
+    assert 'group_weights' in prompt.state_dict()
+
+
+@pytest.mark.parametrize('mode,trains', [('frozen', False), ('naive', True), ('bilevel', False)])
+def test_modes_decide_what_trains(mode, trains):
+    prompt = DensePrompt(embed_dim=8, num_groups=2, mode=mode)
+    assert prompt.embedding.requires_grad is trains
+    prompt.train()
+    assert prompt.embedding.requires_grad is trains
+
+
+def test_set_group_weights_is_checked():
+    prompt = DensePrompt(embed_dim=8, num_groups=2, search_interval=(1.0, 3.0))
+    with pytest.raises(ValueError, match='expected 2 group weights'):
+        prompt.set_group_weights([1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match=r'leave the interval B=\[1.0, 3.0\]'):
+        prompt.set_group_weights([0.5, 1.0])
+    with pytest.raises(RuntimeError, match="only in 'bilevel' mode"):
+        DensePrompt(embed_dim=8, num_groups=2, mode='frozen').set_group_weights([1.0, 1.0])
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(num_groups=5), 'must divide the prompt dimension 8'),
+    (dict(search_interval=(3.0, 1.0)), 'needs low < high'),
+    (dict(search_interval=(2.0, 2.0)), 'needs low < high'),
+    (dict(mode='joint'), 'must be one of'),
+])
+def test_bad_configuration(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DensePrompt(**{**dict(embed_dim=8, num_groups=2), **kwargs})
