@@ -403,7 +403,7 @@ def _build_plant(rng):
     return s, rng.uniform(0.3, 2.0), texture
 
 
-def _limb(rng, root, ln1, ln2, a1, bend):
+def _limb(root, ln1, ln2, a1, bend):
     knee = root + ln1 * np.array([math.cos(a1), math.sin(a1)])
     a2 = a1 + bend
     end = knee + ln2 * np.array([math.cos(a2), math.sin(a2)])
@@ -423,7 +423,7 @@ def _build_diver(rng):
 
     def leg(suit_id, fin_id):
         a1 = np.pi + rng.uniform(-0.35, 0.35)
-        pts, a2 = _limb(rng, np.array([0.0, 0.01]), 0.22, 0.2, a1,
+        pts, a2 = _limb(np.array([0.0, 0.01]), 0.22, 0.2, a1,
                         rng.uniform(-0.7, 0.1))
         s.line(pts, 0.06, suit_id)
         fa = a2 + rng.uniform(-0.3, 0.3)  # fins flex at the ankle
@@ -440,7 +440,7 @@ def _build_diver(rng):
             a1, bend = rng.uniform(-0.5, 0.6), rng.uniform(-0.5, 0.5)
         else:  # hanging / holding
             a1, bend = rng.uniform(1.0, 2.2), rng.uniform(-1.2, 0.2)
-        pts, _ = _limb(rng, np.array([0.31, 0.02]), 0.15, 0.14, a1, bend)
+        pts, _ = _limb(np.array([0.31, 0.02]), 0.15, 0.14, a1, bend)
         s.line(pts, 0.045, suit_id)
         s.poly(_ellipse(pts[-1][0], pts[-1][1], 0.028, 0.022, 12), glove)
 
@@ -540,8 +540,8 @@ def _default_texture(rgb, placed, rng):
 
 
 def _sample_water(rng):
-    turb = rng.uniform(0.5, 2.0)
-    b_b = rng.uniform(0.03, 0.08)
+    turb = rng.uniform(0.7, 2.0)
+    b_b = rng.uniform(0.04, 0.09)
     b_g = b_b * rng.uniform(1.3, 2.5)
     b_r = max(rng.uniform(0.25, 0.6), b_g * 1.5)
     beta = np.array([b_r, b_g, b_b], np.float32) * np.float32(turb)
@@ -549,16 +549,20 @@ def _sample_water(rng):
     bl_blue = np.array([0.04, 0.32, 0.58])
     bl_green = np.array([0.10, 0.50, 0.42])
     bl = (1 - hue) * bl_blue + hue * bl_green
-    bl = bl * rng.uniform(0.5, 1.25) + rng.normal(0, 0.03, 3)
+    z_surface = rng.uniform(0.0, 6.0)
+    exposure = rng.uniform(1.0, 1.5)
+    # the water glows about as bright as the (green-blue) daylight at depth
+    light = exposure * float(np.exp(-beta[1:] * z_surface).mean())
+    bl = bl * rng.uniform(0.7, 1.2) * light + rng.normal(0, 0.03, 3)
     bl[0] = min(bl[0], 0.6 * min(bl[1], bl[2]))
     bl = np.clip(bl, 0.01, 0.95).astype(np.float32)
     return dict(turbidity=float(turb), beta=beta, B=bl,
-                z_surface=float(rng.uniform(0.0, 6.0)),
+                z_surface=float(z_surface),
                 haze=float(rng.uniform(0.0, 0.25) * min(turb, 1.5)),
                 blur=float(rng.uniform(0.0, 1.0)),
                 noise=float(rng.uniform(0.003, 0.025)),
                 snow=float(rng.uniform(0.0, 1.0) ** 2 * 160 * turb),
-                exposure=float(rng.uniform(1.0, 1.5)))
+                exposure=float(exposure))
 
 
 def _seabed(rng, H, W, cam):
@@ -605,7 +609,7 @@ def _seabed(rng, H, W, cam):
 
 
 def _place(rng, shape, size_m, unit_label, H, W, cam, z_range):
-    """Pick position/scale/depth of an object; returns placement or None."""
+    """Pick position, scale, rotation, flip and distance of an object."""
     f, y_h, h_cam = cam['focal'], cam['horizon'], cam['height']
     S = min(H, W)
     z_min, z_max = z_range
@@ -746,37 +750,50 @@ def render_synthetic_image(rng: np.random.Generator,
     # caustics: bright ridged web on lit surfaces, weaker deeper down
     cells = rng.uniform(6, 14)
     n1 = _value_noise(rng, H, W, cells, octaves=2)
-    caustic = (1.0 - np.abs(2.0 * n1 - 1.0)) ** np.float32(rng.uniform(6, 12))
+    ridge = 1.0 - np.abs(2.0 * n1 - 1.0)
+    caustic = cv2.pow(ridge, float(rng.uniform(6, 12)))
     kc = rng.uniform(0.1, 0.7) * math.exp(-0.25 * water['z_surface'])
-    near = np.exp(-depth / 8.0)
-    J *= (1.0 + np.float32(kc) * caustic * near)[..., None]
+    caustic *= np.exp(depth * np.float32(-1 / 8.0))
+    caustic *= np.float32(kc)
+    caustic += 1.0
+    J *= caustic[..., None]
 
-    # underwater image formation
-    illum = np.exp(-beta * water['z_surface']) * water['exposure']
-    t = np.exp(-depth[..., None] * beta[None, None, :])
+    # underwater image formation: I = J E t + B (1 - t), t = exp(-beta d)
+    illum = (np.exp(-beta * water['z_surface'])
+             * water['exposure']).astype(np.float32)
+    t = depth[..., None] * -beta[None, None, :]
+    np.exp(t, out=t)
     yy = np.linspace(1.0, 0.0, H, dtype=np.float32)[:, None, None]
-    Bf = water['B'][None, None, :] * (0.75 + 0.45 * yy ** 2)
+    Bf = (water['B'][None, None, :] * (0.75 + 0.45 * yy ** 2)).astype(
+        np.float32)  # brighter towards the surface
     if rng.random() < 0.5:  # light shafts in the water column
         xs = np.arange(W, dtype=np.float32)[None, :]
         ysr = np.arange(H, dtype=np.float32)[:, None]
         rays = np.zeros((H, W), np.float32)
         slope = rng.uniform(-0.5, 0.5)
         for _ in range(int(rng.integers(2, 6))):
-            x0, wd = rng.uniform(-0.2 * W, 1.2 * W), rng.uniform(0.02, 0.08) * W
-            rays += np.exp(-((xs - x0 - slope * ysr) / np.float32(wd)) ** 2)
+            x0 = rng.uniform(-0.2 * W, 1.2 * W)
+            wd = rng.uniform(0.02, 0.08) * W
+            r = xs - np.float32(x0) - np.float32(slope) * ysr
+            r /= np.float32(wd)
+            rays += np.exp(-r * r)
         rays *= np.float32(rng.uniform(0.1, 0.35)) * yy[..., 0] ** 2
-        Bf = Bf * (1.0 + rays[..., None])
-    Bf = Bf.astype(np.float32)
-    img = J * illum.astype(np.float32) * t + Bf * (1.0 - t)
+        rays += 1.0
+        Bf = Bf * rays[..., None]
+    img = J * illum  # direct signal ...
+    img -= Bf
+    img *= t
+    img += Bf  # ... plus backscatter
     if water['haze'] > 0:
-        img = img * np.float32(1 - water['haze']) + Bf * np.float32(
-            water['haze'])
+        img += (Bf - img) * np.float32(water['haze'])
     # forward scattering: blur more where light travelled further
     sigma = (0.3 + 1.2 * water['blur']) * min(H, W) / 512.0 * 2
     if sigma > 0.3:
         blurred = cv2.GaussianBlur(img, (0, 0), sigma)
-        wgt = np.clip(0.25 + (1.0 - t[..., 1:2]), 0.0, 1.0)
-        img = img + (blurred - img) * wgt
+        wgt = np.clip(1.25 - t[..., 1:2], 0.0, 1.0)
+        blurred -= img
+        blurred *= wgt
+        img += blurred
     # marine snow: scattered soft bright particles
     n_snow = int(rng.poisson(water['snow'] * H * W / 256 ** 2))
     if n_snow:
@@ -791,9 +808,8 @@ def render_synthetic_image(rng: np.random.Generator,
             np.add.at(lay, (sy[sel], sx[sel]), sv[sel])
             layer += cv2.GaussianBlur(lay, (0, 0), sg) * np.float32(
                 2 * np.pi * sg * sg)
-        layer = np.clip(layer, 0, 1)[..., None]
-        snow_c = np.float32(0.85) + 0.15 * Bf
-        img = img + (snow_c - img) * layer
+        np.clip(layer, 0, 1, out=layer)
+        img += (np.float32(0.85) + 0.15 * Bf - img) * layer[..., None]
     img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(
         water['noise'])
     image = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)

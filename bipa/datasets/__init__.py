@@ -1,0 +1,10 @@
+from .synthetic import (SYNTHETIC_CLASSES, generate_synthetic_dataset,
+                        render_synthetic_image)
+from .underwater import (SyntheticUnderwaterDataset, UIISDataset,
+                         USIS10KDataset, USIS10KForegroundDataset)
+
+__all__ = [
+    'SYNTHETIC_CLASSES', 'generate_synthetic_dataset',
+    'render_synthetic_image', 'UIISDataset', 'USIS10KDataset',
+    'USIS10KForegroundDataset', 'SyntheticUnderwaterDataset'
+]
