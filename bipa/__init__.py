@@ -7,7 +7,7 @@ from .utils import register_checkpoint_safe_globals
 
 register_checkpoint_safe_globals()
 
-from . import datasets, models  # noqa: E402,F401  (registration)
+from . import datasets, engine, models  # noqa: E402,F401  (registration)
 from .version import __version__  # noqa: E402
 
 __all__ = ['__version__']

@@ -1,10 +1,11 @@
+from .holdout import build_holdout_split, holdout_image_ids
 from .synthetic import (SYNTHETIC_CLASSES, generate_synthetic_dataset,
                         render_synthetic_image)
 from .underwater import (SyntheticUnderwaterDataset, UIISDataset,
                          USIS10KDataset, USIS10KForegroundDataset)
 
 __all__ = [
-    'SYNTHETIC_CLASSES', 'generate_synthetic_dataset',
-    'render_synthetic_image', 'UIISDataset', 'USIS10KDataset',
-    'USIS10KForegroundDataset', 'SyntheticUnderwaterDataset'
+    'build_holdout_split', 'holdout_image_ids', 'SYNTHETIC_CLASSES',
+    'generate_synthetic_dataset', 'render_synthetic_image', 'UIISDataset',
+    'USIS10KDataset', 'USIS10KForegroundDataset', 'SyntheticUnderwaterDataset'
 ]

@@ -1,0 +1,128 @@
+"""Upper level of BiPA: Optuna search over the dense prompt's group weights."""
+import math
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import optuna
+from mmengine.logging import MMLogger
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+SAMPLERS = ('tpe', 'gp')
+# what a trial may raise that makes it a failed trial rather than a crash
+TRIAL_ERRORS = (RuntimeError, ValueError, FloatingPointError)
+
+
+def study_name_of(prefix: str, round_idx: int) -> str:
+    return f'{prefix}-round{round_idx}'
+
+
+class PromptSearch:
+    """Ask-and-tell Optuna search over ``N_g`` group weights in ``B = [low, high]``.
+
+    Each round of the bilevel loop is its own study (``{study_name}-round{t}``)
+    in one storage (SQLite under the work dir by default): f depends on the
+    weights w of that round, so trials of different rounds are not comparable.
+    Each round is warm-started by enqueueing the previous best and the identity
+    point. The sampler is re-seeded before every ``ask`` from
+    ``(seed, round, trial number)``, so a search interrupted and resumed from
+    its storage proposes exactly what an uninterrupted one would have.
+
+    Args:
+        storage: an Optuna storage URL, e.g. ``sqlite:///work_dirs/x/prompt_search.db``.
+        study_name: prefix of the per-round study names.
+        num_groups: N_g.
+        interval: B.
+        sampler: ``'tpe'`` (multivariate TPE) or ``'gp'`` (Optuna's GP sampler).
+        seed: base seed of the sampler.
+        on_trial: called as ``on_trial(round, trial)`` after each finished trial.
+    """
+
+    def __init__(self, *, storage: str, study_name: str, num_groups: int,
+                 interval: Sequence[float], sampler: str = 'tpe', seed: int = 0,
+                 on_trial: Optional[Callable] = None) -> None:
+        if sampler not in SAMPLERS:
+            raise ValueError(f'search sampler must be one of {SAMPLERS}, got {sampler!r}')
+        low, high = (float(v) for v in interval)
+        if not low < high:
+            raise ValueError(f'search interval B=[{low}, {high}] needs low < high')
+        self.storage = storage
+        self.study_name = study_name
+        self.num_groups = num_groups
+        self.interval = (low, high)
+        self.sampler = sampler
+        self.seed = seed
+        self.on_trial = on_trial
+        self.distributions = {self.param(g): FloatDistribution(low, high)
+                              for g in range(num_groups)}
+
+    @staticmethod
+    def param(group: int) -> str:
+        return f'w{group:02d}'
+
+    def weights_of(self, params: dict) -> List[float]:
+        return [float(params[self.param(g)]) for g in range(self.num_groups)]
+
+    def params_of(self, weights: Sequence[float]) -> dict:
+        low, high = self.interval
+        return {self.param(g): min(max(float(w), low), high) for g, w in enumerate(weights)}
+
+    def _make_sampler(self, round_idx: int, number: int) -> optuna.samplers.BaseSampler:
+        seed = int(np.random.SeedSequence([self.seed, round_idx, number]).generate_state(1)[0])
+        if self.sampler == 'gp':
+            return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+
+    def study(self, round_idx: int) -> optuna.Study:
+        return optuna.create_study(
+            study_name=study_name_of(self.study_name, round_idx), storage=self.storage,
+            direction='minimize', load_if_exists=True,
+            sampler=self._make_sampler(round_idx, 0))
+
+    def _evaluate(self, study: optuna.Study, round_idx: int, trial_number: int,
+                  objective: Callable[[List[float]], float]) -> None:
+        weights = self.weights_of(study.get_trials(deepcopy=False)[trial_number].params)
+        try:
+            value = objective(weights)
+            if not math.isfinite(value):
+                raise FloatingPointError(f'f is not finite ({value})')
+        except TRIAL_ERRORS as err:
+            reason = f'{type(err).__name__}: {err}'
+            study.set_user_attr(f'trial_{trial_number}_fail_reason', reason)
+            study.tell(trial_number, state=TrialState.FAIL)
+            MMLogger.get_current_instance().warning(
+                f'prompt search round {round_idx} trial {trial_number} failed: {reason}')
+        else:
+            study.tell(trial_number, value)
+        if self.on_trial is not None:
+            self.on_trial(round_idx, study.get_trials(deepcopy=False)[trial_number])
+
+    def run_round(self, round_idx: int, num_trials: int,
+                  objective: Callable[[List[float]], float],
+                  warm_start: Sequence[Sequence[float]] = ()) -> Tuple[List[float], float]:
+        """Run (or finish) round ``round_idx`` to ``num_trials`` finished trials;
+        return the best weights and their f."""
+        study = self.study(round_idx)
+        for weights in warm_start:
+            study.enqueue_trial(self.params_of(weights), skip_if_exists=True)
+        # a trial left RUNNING by a killed process is evaluated now, not lost
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self._evaluate(study, round_idx, trial.number, objective)
+        finished = (TrialState.COMPLETE, TrialState.FAIL)
+        while len(study.get_trials(deepcopy=False, states=finished)) < num_trials:
+            study.sampler = self._make_sampler(round_idx, len(study.get_trials(deepcopy=False)))
+            trial = study.ask(self.distributions)
+            self._evaluate(study, round_idx, trial.number, objective)
+        return self.best(round_idx, study)
+
+    def best(self, round_idx: int,
+             study: Optional[optuna.Study] = None) -> Tuple[List[float], float]:
+        """The best weights of round ``round_idx`` and their f (earliest on ties)."""
+        study = study or self.study(round_idx)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not complete:
+            raise RuntimeError(f'prompt search round {round_idx}: no trial completed '
+                               f'(failure reasons in the user attributes of the study '
+                               f'{study.study_name} at {self.storage})')
+        best = min(complete, key=lambda t: (t.value, t.number))
+        return self.weights_of(best.params), float(best.value)

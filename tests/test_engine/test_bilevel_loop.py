@@ -1,0 +1,151 @@
+import os.path as osp
+
+import optuna
+import pytest
+import torch
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from optuna.trial import TrialState
+
+from bipa.engine import BilevelLoop, PromptSearch
+
+
+class RecordPrompt(Hook):
+    """Records rho's group weights and base embedding after every iteration."""
+
+    def __init__(self):
+        self.weights, self.embeddings = [], []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        prompt = runner.model.dense_prompt
+        self.weights.append(prompt.get_group_weights())
+        self.embeddings.append(prompt.embedding.detach().clone())
+
+
+def run(cfg, hook=None):
+    runner = Runner.from_cfg(cfg)
+    if hook is not None:
+        runner.register_hook(hook)
+    runner.train()
+    return runner
+
+
+def studies(work_dir):
+    storage = 'sqlite:///' + osp.join(work_dir, 'prompt_search.db')
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    return {n: optuna.load_study(study_name=n, storage=storage) for n in names}
+
+
+def finished(study):
+    return study.get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))
+
+
+def test_full_bilevel_run(loop_cfg, tmp_path):
+    hook = RecordPrompt()
+    runner = run(loop_cfg(), hook)
+    loop = runner.train_loop
+    assert isinstance(loop, BilevelLoop) and loop.rounds_done == 2
+    assert runner.iter == 2 * 2 + 2
+    found = studies(runner.work_dir)
+    assert list(found) == ['prompt_search-round1', 'prompt_search-round2']
+    assert all(len(finished(s)) == 3 for s in found.values())
+    # rounds are warm-started with the previous best and the identity point
+    first = found['prompt_search-round2'].trials[0]
+    best1 = found['prompt_search-round1'].best_trial
+    assert first.params == best1.params
+    # rho changes only at the searches (after iterations 2 and 4) ...
+    w = hook.weights
+    assert torch.equal(w[0], torch.ones(16)) and torch.equal(w[0], w[1])
+    assert torch.equal(w[2], w[3]) and torch.equal(w[4], w[5])
+    # ... and stays bitwise equal through fine-tuning, at round 2's best
+    best2 = found['prompt_search-round2'].best_trial
+    expected = torch.tensor([best2.params[f'w{g:02d}'] for g in range(16)])
+    assert torch.equal(w[-1], expected.to(w[-1].dtype))
+    # the base embedding never trains in bilevel mode
+    assert all(torch.equal(e, hook.embeddings[0]) for e in hook.embeddings)
+
+
+def test_frozen_strategy(loop_cfg):
+    cfg = loop_cfg(strategy='frozen')
+    cfg.model.roi_head.mask_head.dense_prompt.mode = 'frozen'
+    hook = RecordPrompt()
+    runner = run(cfg, hook)
+    assert runner.iter == 6
+    assert not osp.exists(osp.join(runner.work_dir, 'prompt_search.db'))
+    assert all(torch.equal(w, torch.ones(16)) for w in hook.weights)
+    assert all(torch.equal(e, hook.embeddings[0]) for e in hook.embeddings)
+
+
+def test_naive_strategy_trains_the_embedding(loop_cfg):
+    cfg = loop_cfg(strategy='naive')
+    cfg.model.roi_head.mask_head.dense_prompt.mode = 'naive'
+    hook = RecordPrompt()
+    runner = run(cfg, hook)
+    assert not osp.exists(osp.join(runner.work_dir, 'prompt_search.db'))
+    assert all(torch.equal(w, torch.ones(16)) for w in hook.weights)
+    assert not torch.equal(hook.embeddings[0], hook.embeddings[-1])
+
+
+def test_adaptation_only(loop_cfg):
+    hook = RecordPrompt()
+    runner = run(loop_cfg(adaptation_only=True), hook)
+    assert runner.iter == 4  # T * K_a, no fine-tuning
+    found = studies(runner.work_dir)
+    assert len(found) == 2 and all(len(finished(s)) == 3 for s in found.values())
+    best2 = found['prompt_search-round2'].best_trial
+    final = runner.model.dense_prompt.get_group_weights()
+    assert torch.equal(final, torch.tensor([best2.params[f'w{g:02d}'] for g in range(16)]))
+
+
+def test_epoch_units(loop_cfg):
+    runner = Runner.from_cfg(loop_cfg(unit='epoch', T=1, K_a=1, K_c=1))
+    runner.train()
+    per_epoch = len(runner.train_dataloader)  # 7 training images (10 - 3 held out) / 2
+    assert per_epoch == 4 and runner.iter == 2 * per_epoch
+
+
+def test_strategy_must_match_the_model(loop_cfg):
+    cfg = loop_cfg(strategy='naive')  # the model's dense prompt is 'bilevel'
+    with pytest.raises(ValueError, match="disagrees with the model's dense prompt mode"):
+        Runner.from_cfg(cfg).train()
+
+
+class Killed(BaseException):
+    """Stands for the process being killed (not caught as a failed trial)."""
+
+
+def test_resume_mid_search_loses_and_repeats_no_trial(loop_cfg, tmp_path, monkeypatch):
+    reference = run(loop_cfg(work_dir=tmp_path / 'ref'))
+    ref_weights = reference.model.dense_prompt.get_group_weights()
+
+    calls = {'n': 0}
+    evaluate = PromptSearch._evaluate
+
+    def dying_evaluate(self, study, round_idx, number, objective):
+        calls['n'] += 1
+        if round_idx == 1 and number == 1:
+            study.get_trials(deepcopy=False)  # the trial was asked: it is RUNNING
+            raise Killed
+        return evaluate(self, study, round_idx, number, objective)
+
+    monkeypatch.setattr(PromptSearch, '_evaluate', dying_evaluate)
+    with pytest.raises(Killed):
+        run(loop_cfg(work_dir=tmp_path / 'killed'))
+    monkeypatch.setattr(PromptSearch, '_evaluate', evaluate)
+    interrupted = studies(str(tmp_path / 'killed'))['prompt_search-round1']
+    assert [t.state for t in interrupted.trials] == [TrialState.COMPLETE, TrialState.RUNNING]
+
+    cfg = loop_cfg(work_dir=tmp_path / 'killed')
+    cfg.resume = True
+    resumed = run(cfg)
+    assert resumed.iter == reference.iter
+    ref_studies, new_studies = studies(reference.work_dir), studies(resumed.work_dir)
+    for name, study in ref_studies.items():
+        other = new_studies[name]
+        assert len(other.trials) == len(study.trials) == 3
+        assert [t.params for t in other.trials] == [t.params for t in study.trials]
+        assert [t.value for t in other.trials] == [t.value for t in study.trials]
+    assert torch.equal(resumed.model.dense_prompt.get_group_weights(), ref_weights)
+    for (name, a), b in zip(reference.model.state_dict().items(),
+                            resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

@@ -1,0 +1,117 @@
+import math
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from mmengine.runner import Runner
+from optuna.trial import TrialState
+
+from bipa.datasets import holdout_image_ids
+from bipa.engine import MaskObjective, PromptSearch
+
+
+@pytest.fixture
+def objective_parts(loop_cfg):
+    runner = Runner.from_cfg(loop_cfg())
+    runner._train_loop = runner.build_train_loop(runner._train_loop)
+    runner.model.init_weights()
+    loop = runner.train_loop
+    return runner, loop
+
+
+def test_f_is_deterministic_and_cached_equals_uncached(objective_parts):
+    runner, loop = objective_parts
+    cached = loop.build_objective()
+    uncached = MaskObjective(runner.model, cached.dataloader, cache=False)
+    w = [1.0 + 0.1 * g for g in range(16)]
+    rng = (torch.get_rng_state(), np.random.get_state()[1].copy())
+    runner.model.train()
+    a, b, c = cached(w), cached(w), uncached(w)
+    assert a == b  # the same rho twice gives exactly the same f
+    assert c == pytest.approx(a, rel=1e-6, abs=0)
+    assert cached([1.0] * 16) != a  # f depends on rho
+    # the training RNG is untouched and the model is back in training mode
+    assert torch.equal(torch.get_rng_state(), rng[0])
+    assert np.array_equal(np.random.get_state()[1], rng[1])
+    assert runner.model.training
+    cached.free()
+    assert cached._items is None
+
+
+def test_dval_is_held_out_of_train_and_never_the_test_split(objective_parts, tiny_data):
+    runner, loop = objective_parts
+    objective = loop.build_objective()
+    val_ids = {objective.dataloader.dataset.get_data_info(i)['img_id']
+               for i in range(len(objective.dataloader.dataset))}
+    train_ds = runner.train_dataloader.dataset
+    train_ids = {train_ds.get_data_info(i)['img_id'] for i in range(len(train_ds))}
+    assert len(val_ids) == 3 and not val_ids & train_ids
+    assert len(val_ids | train_ids) == 10  # together: the whole training annotation file
+    paths = {objective.dataloader.dataset.get_data_info(i)['img_path']
+             for i in range(len(objective.dataloader.dataset))}
+    assert all('/train/' in p for p in paths)
+
+
+def test_holdout_is_deterministic():
+    ids = list(range(100, 200))
+    assert holdout_image_ids(ids, fraction=0.1, seed=3) == holdout_image_ids(
+        list(reversed(ids)), fraction=0.1, seed=3)
+    assert len(holdout_image_ids(ids, count=7, seed=0)) == 7
+    assert holdout_image_ids(ids, count=7, seed=0) != holdout_image_ids(ids, count=7, seed=1)
+    with pytest.raises(ValueError, match='exactly one of fraction or count'):
+        holdout_image_ids(ids, fraction=0.1, count=3)
+    with pytest.raises(ValueError, match='cannot hold out 100 of 100'):
+        holdout_image_ids(ids, count=100)
+
+
+def make_search(tmp_path, **kwargs):
+    return PromptSearch(storage=f'sqlite:///{tmp_path}/s.db', study_name='t', num_groups=2,
+                        interval=(1.0, 3.0), **kwargs)
+
+
+@pytest.mark.parametrize('sampler', ['tpe', 'gp'])
+def test_search_minimises_a_known_function(tmp_path, sampler):
+    search = make_search(tmp_path, sampler=sampler)
+    target = np.array([2.5, 1.5])
+    best, value = search.run_round(1, 12, lambda w: float(np.square(np.array(w) - target).sum()),
+                                   warm_start=[[1.0, 1.0]])
+    study = search.study(1)
+    assert len(study.trials) == 12 and study.trials[0].params == {'w00': 1.0, 'w01': 1.0}
+    assert value == min(t.value for t in study.trials) and value < 0.5
+
+
+def test_failed_trials_are_recorded_with_their_reason(tmp_path):
+    calls = {'n': 0}
+
+    def flaky(w):
+        calls['n'] += 1
+        if calls['n'] == 2:
+            raise RuntimeError('CUDA out of memory (simulated)')
+        if calls['n'] == 3:
+            return math.nan
+        return sum(w)
+
+    search = make_search(tmp_path)
+    best, value = search.run_round(1, 4, flaky)
+    study = search.study(1)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.FAIL) == 2 and states.count(TrialState.COMPLETE) == 2
+    reasons = study.user_attrs
+    assert 'CUDA out of memory' in reasons['trial_1_fail_reason']
+    assert 'not finite' in reasons['trial_2_fail_reason']
+
+
+def test_all_trials_failing_stops_the_run(tmp_path):
+    def broken(w):
+        raise ValueError('bad objective')
+
+    with pytest.raises(RuntimeError, match='no trial completed'):
+        make_search(tmp_path).run_round(1, 2, broken)
+
+
+def test_bad_search_settings(tmp_path):
+    with pytest.raises(ValueError, match='sampler must be one of'):
+        make_search(tmp_path, sampler='cmaes')
+    with pytest.raises(ValueError, match='needs low < high'):
+        PromptSearch(storage='sqlite://', study_name='t', num_groups=2, interval=(3, 1))
