@@ -41,13 +41,20 @@ class DensePrompt(nn.Module):
         self.mode = mode
         self.num_groups = num_groups
         self.search_interval = (low, high)
-        self.embedding = nn.Parameter(torch.zeros(embed_dim), requires_grad=mode == 'naive')
+        # N(0, 1) like SAM's nn.Embedding; replaced by no_mask_embed from a SAM checkpoint
+        self.embedding = nn.Parameter(torch.randn(embed_dim), requires_grad=mode == 'naive')
         self.register_buffer('group_weights', torch.ones(num_groups))
 
     def forward(self) -> torch.Tensor:
-        """The ``(D,)`` dense prompt."""
+        """The current ``(D,)`` dense prompt."""
+        return self.prompt_for(self.group_weights)
+
+    def prompt_for(self, weights: torch.Tensor) -> torch.Tensor:
+        """The ``(D,)`` dense prompt that group weights ``weights`` would give."""
         group = self.embedding.numel() // self.num_groups
-        return self.embedding * self.group_weights.repeat_interleave(group)
+        weights = torch.as_tensor(weights, dtype=self.embedding.dtype,
+                                  device=self.embedding.device)
+        return self.embedding * weights.repeat_interleave(group)
 
     def get_group_weights(self) -> torch.Tensor:
         return self.group_weights.detach().clone()

@@ -28,6 +28,10 @@ class SAMPromptMaskHead(BaseModule):
     Key names follow SAM's checkpoint: ``pe_layer`` is
     ``prompt_encoder.pe_layer``, ``mask_decoder`` is ``mask_decoder``, and the
     dense prompt's base embedding is ``prompt_encoder.no_mask_embed``.
+
+    ``freeze_decoder=False`` trains SAM's decoder too. BiPA keeps it frozen
+    (the point is to prompt SAM's pre-trained decoder); only models without
+    SAM weights, such as the tiny CPU demo, need it trainable.
     """
 
     def __init__(self, *,
@@ -40,6 +44,7 @@ class SAMPromptMaskHead(BaseModule):
                  loss_mask: dict = dict(type='CrossEntropyLoss', use_sigmoid=True,
                                         loss_weight=1.0),
                  chunk_size: int = 32,
+                 freeze_decoder: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.embed_dim = embed_dim
@@ -54,10 +59,12 @@ class SAMPromptMaskHead(BaseModule):
                                           num_heads=decoder_num_heads))
         self.loss_mask = MODELS.build(loss_mask)
         self.chunk_size = chunk_size
+        self.freeze_decoder = freeze_decoder
         self._freeze_sam()
 
     def _freeze_sam(self) -> None:
-        for module in (self.pe_layer, self.mask_decoder):
+        frozen = [self.pe_layer] + ([self.mask_decoder] if self.freeze_decoder else [])
+        for module in frozen:
             module.eval()
             for p in module.parameters():
                 p.requires_grad_(False)
