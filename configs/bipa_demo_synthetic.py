@@ -9,7 +9,11 @@ _base_ = [
 
 model = dict(
     data_preprocessor=dict(pad_size_divisor=128),  # every input is 128x128, as SAM's are 1024
-    roi_head=dict(bbox_head=dict(num_classes=5)))
+    roi_head=dict(
+        bbox_head=dict(num_classes=5),
+        # no SAM weights exist for the tiny arch: a random frozen decoder cannot
+        # segment, so the demo trains it (BiPA proper keeps SAM's decoder frozen)
+        mask_head=dict(freeze_decoder=False)))
 
 optim_wrapper = dict(
     _delete_=True,

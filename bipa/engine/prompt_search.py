@@ -53,6 +53,8 @@ class PromptSearch:
         self.sampler = sampler
         self.seed = seed
         self.on_trial = on_trial
+        # trials are logged through mmengine's logger (on_trial), not Optuna's
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.distributions = {self.param(g): FloatDistribution(low, high)
                               for g in range(num_groups)}
 

@@ -149,3 +149,21 @@ def test_resume_mid_search_loses_and_repeats_no_trial(loop_cfg, tmp_path, monkey
     for (name, a), b in zip(reference.model.state_dict().items(),
                             resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_search_report(loop_cfg, tmp_path, capsys):
+    import importlib.util
+    from tests.conftest import ROOT
+    runner = run(loop_cfg())
+    spec = importlib.util.spec_from_file_location(
+        'search_report', ROOT / 'tools' / 'analysis' / 'search_report.py')
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    png = tmp_path / 'history.png'
+    rounds = report.main([osp.join(runner.work_dir, 'prompt_search.db'), '--out', str(png)])
+    out = capsys.readouterr().out
+    assert sorted(rounds) == [1, 2]
+    assert 'round 1 (prompt_search-round1): 3 trials' in out and 'COMPLETE' in out
+    assert png.stat().st_size > 1000
+    with pytest.raises(FileNotFoundError, match='nope.db'):
+        report.main([str(tmp_path / 'nope.db')])

@@ -44,13 +44,13 @@ pip_install "torch==$TORCH_VERSION" torchvision setuptools wheel ninja
 
 # 2. mmcv with compiled ops: a cached or offered wheel, else built from the sdist.
 if ! mmcv_ops_ok; then
-    if pip_install --only-binary mmcv --no-deps "mmcv==$MMCV_VERSION" 2>/dev/null && mmcv_ops_ok; then
+    if pip_install --only-binary mmcv "mmcv==$MMCV_VERSION" 2>/dev/null && mmcv_ops_ok; then
         log "mmcv $MMCV_VERSION installed from a prebuilt wheel"
     else
         "$PY" -m pip uninstall -q -y mmcv >/dev/null 2>&1 || true
         log "building mmcv $MMCV_VERSION with ops from the PyPI sdist (about 20 min on 2 cores)"
         "$PY" "$ROOT/tools/install/build_mmcv.py" --version "$MMCV_VERSION" --wheel-dir "$CACHE"
-        pip_install --no-index --no-deps --find-links "$CACHE" "mmcv==$MMCV_VERSION"
+        pip_install --only-binary mmcv "mmcv==$MMCV_VERSION"  # the wheel just cached, + deps
         mmcv_ops_ok || { echo "mmcv $MMCV_VERSION was built but 'import mmcv.ops' fails" >&2; exit 1; }
     fi
 fi

@@ -1,0 +1,6 @@
+# Paper Table 3: the dense prompt trained by gradient jointly with the weights,
+# over the same T * K_a + K_c epochs on the same D_tr.
+_base_ = ['../bipa_uiis.py']
+
+model = dict(roi_head=dict(mask_head=dict(dense_prompt=dict(mode='naive'))))
+train_cfg = dict(strategy='naive')

@@ -1,0 +1,94 @@
+"""Print a BiPA prompt search's trials per round and plot its optimisation history.
+
+    python tools/analysis/search_report.py work_dirs/bipa_uiis/prompt_search.db \
+        [--study-name prompt_search] [--out search_history.png]
+
+The storage may also be given as an Optuna URL (``sqlite:///...``,
+``postgresql://...``). The same file opens in optuna-dashboard.
+"""
+import argparse
+import os.path as osp
+import re
+from typing import Dict, List
+
+import optuna
+from optuna.trial import TrialState
+
+
+def load_rounds(storage: str, prefix: str) -> Dict[int, optuna.Study]:
+    pattern = re.compile(rf'^{re.escape(prefix)}-round(\d+)$')
+    rounds = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        match = pattern.match(summary.study_name)
+        if match:
+            rounds[int(match.group(1))] = optuna.load_study(
+                study_name=summary.study_name, storage=storage)
+    if not rounds:
+        raise ValueError(f'no study named {prefix}-round<N> in {storage}')
+    return dict(sorted(rounds.items()))
+
+
+def format_round(round_idx: int, study: optuna.Study) -> List[str]:
+    lines = [f'round {round_idx} ({study.study_name}): {len(study.trials)} trials']
+    best = None
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    if complete:
+        best = min(complete, key=lambda t: (t.value, t.number)).number
+    for t in study.trials:
+        weights = ' '.join(f'{t.params[k]:.3f}' for k in sorted(t.params))
+        value = f'{t.value:.6f}' if t.value is not None else '-'
+        reason = study.user_attrs.get(f'trial_{t.number}_fail_reason', '')
+        mark = '*' if t.number == best else ' '
+        lines.append(f' {mark}{t.number:4d} {t.state.name:8s} f={value:>10s}  w=[{weights}]'
+                     + (f'  ({reason})' if reason else ''))
+    return lines
+
+
+def plot_history(rounds: Dict[int, optuna.Study], out: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    offset = 0
+    for round_idx, study in rounds.items():
+        trials = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        xs = [offset + t.number for t in trials]
+        values = [t.value for t in trials]
+        best = [min(values[:i + 1]) for i in range(len(values))]
+        ax.scatter(xs, values, s=12, label=f'round {round_idx}: f')
+        ax.step(xs, best, where='post', label=f'round {round_idx}: best')
+        offset += len(study.trials)
+    ax.set_xlabel('trial (all rounds)')
+    ax.set_ylabel('f = mask BCE on D_val')
+    ax.set_title('BiPA prompt search')
+    ax.legend(fontsize='small')
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> Dict[int, optuna.Study]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('storage', help='prompt_search.db or an Optuna storage URL')
+    parser.add_argument('--study-name', default='prompt_search')
+    parser.add_argument('--out', default=None,
+                        help='PNG path (default: search_history.png beside the database)')
+    args = parser.parse_args(argv)
+    storage = args.storage
+    if '://' not in storage:
+        if not osp.isfile(storage):
+            raise FileNotFoundError(f'study database not found: {storage}')
+        storage = 'sqlite:///' + osp.abspath(storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rounds = load_rounds(storage, args.study_name)
+    for round_idx, study in rounds.items():
+        print('\n'.join(format_round(round_idx, study)))
+    out = args.out or osp.join(osp.dirname(osp.abspath(args.storage)) if '://' not in
+                               args.storage else '.', 'search_history.png')
+    plot_history(rounds, out)
+    print(f'optimisation history saved to {out}')
+    return rounds
+
+
+if __name__ == '__main__':
+    main()
