@@ -18,6 +18,13 @@ register_all_modules(init_default_scope=True)
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def mmdet_scope():
+    """Every test builds in mmdet's registry scope, whatever a previous test's
+    Runner left as the default scope."""
+    register_all_modules(init_default_scope=True)
+
+
 @pytest.fixture(scope='session')
 def tiny_model_cfg():
     """The tiny BiPA model config (a fresh copy per use)."""

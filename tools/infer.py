@@ -128,6 +128,11 @@ def main(argv=None) -> list:
     # would only warn that it has no save_dir
     if 'visualizer' in cfg:
         cfg.visualizer.pop('vis_backends', None)
+    # DetInferencer replaces the pipeline's 'LoadImageFromFile' by its own
+    # loader (for paths and arrays) and requires it by that name
+    for transform in cfg.test_dataloader.dataset.pipeline:
+        if transform['type'] == 'CheckedLoadImageFromFile':
+            transform['type'] = 'LoadImageFromFile'
     inferencer = DetInferencer(model=cfg, weights=args.checkpoint, device=args.device,
                                show_progress=True)
     classes = inferencer.model.dataset_meta['classes']

@@ -1,10 +1,12 @@
+from .transforms import CheckedLoadImageFromFile, ImageReadError
 from .holdout import build_holdout_split, holdout_image_ids
 from .synthetic import (SYNTHETIC_CLASSES, generate_synthetic_dataset,
                         render_synthetic_image)
-from .underwater import (SyntheticUnderwaterDataset, UIISDataset,
+from .underwater import (AnnotationError, SyntheticUnderwaterDataset, UIISDataset,
                          USIS10KDataset, USIS10KForegroundDataset)
 
 __all__ = [
+    'AnnotationError', 'CheckedLoadImageFromFile', 'ImageReadError',
     'build_holdout_split', 'holdout_image_ids', 'SYNTHETIC_CLASSES',
     'generate_synthetic_dataset', 'render_synthetic_image', 'UIISDataset',
     'USIS10KDataset', 'USIS10KForegroundDataset', 'SyntheticUnderwaterDataset'

@@ -8,11 +8,16 @@ match the labels. These classes warn when they do not.
 
 See ``data/README.md`` for the folder layouts.
 """
+import json
+import logging
 import warnings
+from collections import Counter
+from typing import List, Optional
 
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.api_wrappers import COCO
 from mmdet.registry import DATASETS
+from mmengine.logging import print_log
 
 from .synthetic import SYNTHETIC_CLASSES
 
@@ -33,9 +38,58 @@ def _palette(classes):
     return [CLASS_COLOURS[c] for c in classes]
 
 
-class _OrderCheckingCOCO(COCO):
-    """COCO api that warns when the json's category order (which sets the
-    labels) differs from the order of the requested class names."""
+class AnnotationError(ValueError):
+    """An annotation file that cannot be used as it is."""
+
+
+def _examples(items, limit=5):
+    items = list(items)
+    more = f' (and {len(items) - limit} more)' if len(items) > limit else ''
+    return ', '.join(str(i) for i in items[:limit]) + more
+
+
+class _CheckedCOCO(COCO):
+    """COCO api that refuses malformed annotation files with a message naming
+    the file and the offending entries, and warns when the json's category
+    order (which sets the labels) differs from the requested class names."""
+
+    def __init__(self, annotation_file=None):
+        self.annotation_file = annotation_file
+        try:
+            super().__init__(annotation_file)
+        except json.JSONDecodeError as err:
+            raise AnnotationError(f'{annotation_file}: not valid JSON ({err}); is the file '
+                                  'truncated?') from None
+        except (KeyError, TypeError, AssertionError) as err:
+            raise AnnotationError(f'{annotation_file}: not a COCO instance annotation file '
+                                  f'({type(err).__name__}: {err})') from None
+        self._check()
+
+    def _check(self):
+        name = self.annotation_file
+        for key in ('images', 'annotations', 'categories'):
+            if not isinstance(self.dataset.get(key), list):
+                raise AnnotationError(f"{name}: lacks the list '{key}' of a COCO instance "
+                                      'annotation file')
+        problems = []
+        bad_imgs = [i.get('id') for i in self.dataset['images']
+                    if not {'id', 'file_name', 'height', 'width'} <= set(i)]
+        if bad_imgs:
+            problems.append(f'images without id/file_name/height/width: {_examples(bad_imgs)}')
+        unknown_img = [a['id'] for a in self.dataset['annotations'] if a.get('image_id') not in self.imgs]
+        if unknown_img:
+            problems.append(f'annotations pointing to unknown image ids: {_examples(unknown_img)}')
+        unknown_cat = [a['id'] for a in self.dataset['annotations']
+                       if a.get('category_id') not in self.cats]
+        if unknown_cat:
+            problems.append(f'annotations pointing to unknown category ids: '
+                            f'{_examples(unknown_cat)}')
+        bad_box = [a['id'] for a in self.dataset['annotations']
+                   if not (isinstance(a.get('bbox'), list) and len(a['bbox']) == 4)]
+        if bad_box:
+            problems.append(f'annotations without a 4-number bbox: {_examples(bad_box)}')
+        if problems:
+            raise AnnotationError(f'{name}: ' + '; '.join(problems) + ' (annotation ids)')
 
     def get_cat_ids(self, cat_names=[], sup_names=[], cat_ids=[]):
         ids = super().get_cat_ids(cat_names, sup_names, cat_ids)
@@ -55,8 +109,48 @@ class _OrderCheckingCOCO(COCO):
         return ids
 
 
+def _instance_defect(ann: dict, img_info: dict) -> Optional[str]:
+    """Why mmdet would drop (or choke on) this annotation, or ``None``."""
+    x1, y1, w, h = ann['bbox']
+    inter_w = max(0, min(x1 + w, img_info['width']) - max(x1, 0))
+    inter_h = max(0, min(y1 + h, img_info['height']) - max(y1, 0))
+    if inter_w * inter_h == 0:
+        return 'box outside the image'
+    if ann.get('area', 0) <= 0 or w < 1 or h < 1:
+        return 'degenerate box or zero area'
+    if not ann.get('segmentation'):
+        return 'empty mask'
+    return None
+
+
 class _UnderwaterCocoDataset(CocoDataset):
-    COCOAPI = _OrderCheckingCOCO
+    """CocoDataset with checked annotation files and counted instance skips.
+
+    Instances with a box outside the image, a degenerate box, zero area or an
+    empty mask are skipped (as mmdet skips most of them silently); their
+    number per reason is logged once per annotation file.
+    """
+    COCOAPI = _CheckedCOCO
+
+    def load_data_list(self) -> List[dict]:
+        self._skipped = Counter()
+        data_list = super().load_data_list()
+        if self._skipped:
+            reasons = ', '.join(f'{n} {why}' for why, n in sorted(self._skipped.items()))
+            print_log(f'{self.ann_file}: skipped {sum(self._skipped.values())} instance(s): '
+                      f'{reasons}', logger='current', level=logging.WARNING)
+        return data_list
+
+    def parse_data_info(self, raw_data_info: dict) -> dict:
+        img_info = raw_data_info['raw_img_info']
+        kept = []
+        for ann in raw_data_info['raw_ann_info']:
+            why = None if ann.get('ignore', False) else _instance_defect(ann, img_info)
+            if why is None:
+                kept.append(ann)
+            else:
+                self._skipped[why] += 1
+        return super().parse_data_info(dict(raw_data_info, raw_ann_info=kept))
 
 
 @DATASETS.register_module()

@@ -17,6 +17,7 @@ from mmengine.runner import IterBasedTrainLoop
 from torch.utils.data import DataLoader
 
 from ..models.layers.dense_prompt import DENSE_PROMPT_MODES
+from ..utils import lock_work_dir
 from .prompt_objective import MaskObjective
 from .prompt_search import PromptSearch
 
@@ -187,6 +188,14 @@ class BilevelLoop(IterBasedTrainLoop):
     # --- the loop -------------------------------------------------------------
 
     def run(self) -> torch.nn.Module:
+        lock = lock_work_dir(self.runner.work_dir) if is_main_process() else None
+        try:
+            return self._run()
+        finally:
+            if lock is not None:
+                lock.close()
+
+    def _run(self) -> torch.nn.Module:
         self.runner.call_hook('before_train')
         self.runner.call_hook('before_train_epoch')
         if self._iter > 0:

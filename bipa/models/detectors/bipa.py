@@ -1,8 +1,12 @@
-from typing import Optional
+from typing import Dict, List, Optional, Tuple
+
+import torch
 
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.registry import MODELS
+from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmengine.logging import MessageHub
 from torch import Tensor
 
 from ..layers.dense_prompt import DensePrompt
@@ -57,6 +61,28 @@ class BiPA(TwoStageDetector):
         super().init_weights()
         if self.sam_checkpoint is not None:
             load_sam_checkpoint(self, self.sam_checkpoint, strict=self.sam_checkpoint_strict)
+
+    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
+        # kept for the message of a non-finite loss (see parse_losses)
+        self._loss_images = [s.metainfo.get('img_path', s.metainfo.get('img_id'))
+                             for s in batch_data_samples]
+        return super().loss(batch_inputs, batch_data_samples)
+
+    def parse_losses(self, losses: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """mmengine's reduction, but a non-finite loss stops training with the
+        iteration, the offending terms and the batch's images, before the
+        optimizer step can spread NaN into the weights."""
+        loss, log_vars = super().parse_losses(losses)
+        if not torch.isfinite(loss):
+            bad: List[str] = [k for k, v in log_vars.items() if k != 'loss' and 'loss' in k
+                              and not torch.isfinite(torch.as_tensor(v))]
+            iteration = MessageHub.get_current_instance().get_info('iter')
+            raise FloatingPointError(
+                f'non-finite loss at iteration {iteration}: '
+                + ', '.join(f'{k}={float(log_vars[k])}' for k in bad)
+                + f'; images: {getattr(self, "_loss_images", "?")}. Lower the learning rate, '
+                'check these images and their annotations, or train in bf16 rather than fp16.')
+        return loss, log_vars
 
     def extract_feat(self, batch_inputs: Tensor) -> PromptedFeatures:
         image_embeddings, hidden_states = self.backbone(batch_inputs)

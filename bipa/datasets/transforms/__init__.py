@@ -1,0 +1,3 @@
+from .loading import CheckedLoadImageFromFile, ImageReadError
+
+__all__ = ['CheckedLoadImageFromFile', 'ImageReadError']

@@ -1,0 +1,122 @@
+"""Bad annotation files and images give one clear message naming the file."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from mmdet.registry import DATASETS
+
+from bipa.datasets import (AnnotationError, ImageReadError, SYNTHETIC_CLASSES,
+                           generate_synthetic_dataset)
+
+
+@pytest.fixture(scope='module')
+def clean(tmp_path_factory):
+    root = tmp_path_factory.mktemp('clean')
+    generate_synthetic_dataset(root, splits=dict(train=4), image_size=(64, 64), seed=2,
+                               progress=False)
+    return root
+
+
+@pytest.fixture
+def data(clean, tmp_path):
+    root = tmp_path / 'data'
+    shutil.copytree(clean, root)
+    return root
+
+
+def build(root, pipeline=(), ann='annotations/train.json', test_mode=False):
+    cfg = dict(type='SyntheticUnderwaterDataset', data_root=str(root), ann_file=ann,
+               data_prefix=dict(img='train/'), test_mode=test_mode, pipeline=list(pipeline),
+               filter_cfg=dict(filter_empty_gt=True))
+    dataset = DATASETS.build(cfg)
+    dataset.full_init()
+    return dataset
+
+
+def edit(root, fn):
+    path = root / 'annotations' / 'train.json'
+    coco = json.loads(path.read_text())
+    fn(coco)
+    path.write_text(json.dumps(coco))
+    return coco
+
+
+def test_truncated_json_names_the_file(data):
+    path = data / 'annotations' / 'train.json'
+    path.write_text(path.read_text()[:200])
+    with pytest.raises(AnnotationError, match=r'train\.json: not valid JSON .*truncated'):
+        build(data)
+
+
+def test_json_without_annotations(data):
+    edit(data, lambda c: c.pop('annotations'))
+    with pytest.raises(AnnotationError, match="lacks the list 'annotations'"):
+        build(data)
+
+
+def test_unknown_image_and_category(data):
+    def corrupt(coco):
+        coco['annotations'][0]['image_id'] = 999
+        coco['annotations'][1]['category_id'] = 42
+    edit(data, corrupt)
+    with pytest.raises(AnnotationError) as err:
+        build(data)
+    msg = str(err.value)
+    assert 'train.json' in msg and 'unknown image ids' in msg and 'unknown category ids' in msg
+
+
+def test_defective_instances_are_skipped_and_counted(data, monkeypatch):
+    import bipa.datasets.underwater as underwater
+    logged = []
+    monkeypatch.setattr(underwater, 'print_log', lambda msg, **kw: logged.append(msg))
+
+    def corrupt(coco):
+        anns = coco['annotations']
+        anns[0]['bbox'] = [500, 500, 10, 10]  # outside the 64x64 image
+        anns[1]['bbox'][2] = 0.5  # degenerate
+        anns[2]['segmentation'] = []  # empty mask
+    coco = edit(data, corrupt)
+    dataset = build(data)
+    kept = sum(len(dataset.get_data_info(i)['instances']) for i in range(len(dataset)))
+    assert kept <= len(coco['annotations']) - 3
+    assert all('mask' in inst for i in range(len(dataset))
+               for inst in dataset.get_data_info(i)['instances'])
+    assert len(logged) == 1 and 'train.json: skipped 3 instance(s)' in logged[0]
+    for why in ('1 box outside the image', '1 degenerate box or zero area', '1 empty mask'):
+        assert why in logged[0]
+
+
+def test_images_without_instances_are_filtered_in_training_only(data):
+    edit(data, lambda c: c.update(annotations=[a for a in c['annotations'] if a['image_id'] != 1]))
+    assert 1 not in [build(data).get_data_info(i)['img_id'] for i in range(3)]
+    assert len(build(data, test_mode=True)) == 4
+
+
+LOAD = [dict(type='CheckedLoadImageFromFile')]
+
+
+def test_missing_image(data):
+    (data / 'train' / '000000.jpg').unlink()
+    dataset = build(data, LOAD, test_mode=True)
+    with pytest.raises(FileNotFoundError, match=r'image file not found: .*000000\.jpg'):
+        dataset[0]
+
+
+def test_truncated_jpeg(data):
+    path = data / 'train' / '000000.jpg'
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    with pytest.raises(ImageReadError, match=r'000000\.jpg: truncated JPEG'):
+        build(data, LOAD, test_mode=True)[0]
+
+
+def test_non_image_bytes(data):
+    (data / 'train' / '000000.jpg').write_bytes(b'<html>not an image</html>')
+    with pytest.raises(ImageReadError, match=r'000000\.jpg: not a readable image'):
+        build(data, LOAD, test_mode=True)[0]
+
+
+def test_good_images_load(data):
+    item = build(data, LOAD, test_mode=True)[0]
+    assert isinstance(item['img'], np.ndarray) and item['img'].shape == (64, 64, 3)
+    assert tuple(build(data).metainfo['classes']) == SYNTHETIC_CLASSES
