@@ -17,7 +17,8 @@ class BiPARoIHead(StandardRoIHead):
     """Mask R-CNN RoI head whose mask branch prompts SAM.
 
     Differences from :class:`StandardRoIHead`: a sine positional encoding is
-    added to every FPN level before RoI pooling (both branches), and the
+    added to every FPN level before RoI pooling (both branches; the levels are
+    cast to float32 there, as mmcv's RoIAlign has no bfloat16 kernel), and the
     mask branch is :class:`SAMPromptMaskHead`, which also needs the SAM image
     embeddings carried by :class:`PromptedFeatures`.
     """
@@ -32,7 +33,7 @@ class BiPARoIHead(StandardRoIHead):
     def add_positional_encoding(self, x: PromptedFeatures,
                                 batch_data_samples: SampleList) -> PromptedFeatures:
         if self.positional_encoding is None:
-            return x
+            return x.replace_levels(feat.float() for feat in x)
         metas = [s.metainfo for s in batch_data_samples]
         pad_h, pad_w = metas[0]['batch_input_shape']
         # 1 marks padding, as DETR-style encoders expect
@@ -43,7 +44,8 @@ class BiPARoIHead(StandardRoIHead):
         levels = []
         for feat in x:
             mask = F.interpolate(padding[:, None], size=feat.shape[-2:]).squeeze(1).bool()
-            levels.append(feat + self.positional_encoding(mask).to(feat.dtype))
+            # float32: mmcv's RoIAlign has no bfloat16 kernel (bf16 autocast)
+            levels.append(feat.float() + self.positional_encoding(mask))
         return x.replace_levels(levels)
 
     def loss(self, x: PromptedFeatures, rpn_results_list: InstanceList,

@@ -127,11 +127,12 @@ class SAMPromptMaskHead(BaseModule):
         targets = []
         for res, gt in zip(sampling_results, batch_gt_instances):
             if len(res.pos_assigned_gt_inds):
-                inds = res.pos_assigned_gt_inds.cpu().numpy()
-                targets.append(gt.masks[inds].to_tensor(torch.float32, device))
+                # move each GT mask to the device once (as bool), index there
+                masks = gt.masks.to_tensor(torch.bool, device)
+                targets.append(masks[res.pos_assigned_gt_inds.to(device)])
         if not targets:
             return torch.zeros((0, 1, 1), device=device)
-        return torch.cat(targets)
+        return torch.cat(targets).float()
 
     def loss_and_target(self, mask_preds: Tensor, sampling_results: List,
                         batch_gt_instances: List[InstanceData],
