@@ -58,7 +58,7 @@ def gt_in_original_coords(dataset) -> bool:
         dataset = inner
     names = [type(t).__name__ for t in dataset.pipeline.transforms]
     first_ann = next((i for i, n in enumerate(names) if 'LoadAnnotations' in n), None)
-    return first_ann is not None and any(not n.startswith('Load') for n in names[:first_ann])
+    return first_ann is not None and any('Load' not in n for n in names[:first_ann])
 
 
 def main(argv=None) -> int:

@@ -608,7 +608,7 @@ def _seabed(rng, H, W, cam):
     return J.astype(np.float32), depth
 
 
-def _place(rng, shape, size_m, unit_label, H, W, cam, z_range):
+def _place(rng, shape, size_m, unit_label, H, W, cam, z_range, min_size=0.07):
     """Pick position, scale, rotation, flip and distance of an object."""
     f, y_h, h_cam = cam['focal'], cam['horizon'], cam['height']
     S = min(H, W)
@@ -631,7 +631,7 @@ def _place(rng, shape, size_m, unit_label, H, W, cam, z_range):
             z = min(z, h_cam * f / (cy - y_h) * rng.uniform(0.6, 0.95))
             z = max(z, 0.3)
     scale = size_m * f / z
-    scale = float(np.clip(scale, max(6.0, 0.07 * S), 0.9 * S))
+    scale = float(np.clip(scale, max(6.0, min_size * S), 0.9 * S))
     if unit_label == FISH:
         angle, flip = rng.normal(0, 0.3), rng.random() < 0.5
     elif unit_label == DIVER:
@@ -662,13 +662,13 @@ def _visible_masks(placed: List[_Placed], H, W):
     return out
 
 
-def _layout(rng, H, W, cam, z_range, n):
+def _layout(rng, H, W, cam, z_range, n, min_size=0.07):
     labels = rng.choice(len(SYNTHETIC_CLASSES), size=n, p=CLASS_WEIGHTS)
     placed = []
     for lab in labels:
         shape, size_m, tex = _BUILDERS[int(lab)](rng)
         cx, cy, scale, angle, flip, z = _place(rng, shape, size_m, int(lab),
-                                               H, W, cam, z_range)
+                                               H, W, cam, z_range, min_size)
         r = _rasterize(shape, cx, cy, scale, angle, flip, H, W)
         if r is None:
             continue
@@ -691,12 +691,15 @@ def _layout(rng, H, W, cam, z_range, n):
 
 
 def render_synthetic_image(rng: np.random.Generator,
-                           image_size: Tuple[int, int]) -> dict:
+                           image_size: Tuple[int, int],
+                           min_object_size: float = 0.07) -> dict:
     """Render one synthetic underwater image.
 
     Args:
         rng: the random generator (all randomness comes from it).
         image_size: ``(H, W)``.
+        min_object_size: smallest object scale as a fraction of the shorter
+            image side (far objects are enlarged to it).
 
     Returns:
         dict with ``image`` (H x W x 3 uint8, RGB), ``masks`` (list of
@@ -721,7 +724,7 @@ def render_synthetic_image(rng: np.random.Generator,
     placed, vis = [], []
     for _ in range(20):
         n = int(rng.integers(MIN_INSTANCES, MAX_INSTANCES + 1))
-        placed, vis = _layout(rng, H, W, cam, z_range, n)
+        placed, vis = _layout(rng, H, W, cam, z_range, n, min_object_size)
         if placed:
             break
     if not placed:  # practically unreachable; a big near fish in the middle
@@ -843,6 +846,7 @@ def generate_synthetic_dataset(out_dir: str,
                                splits: Optional[Mapping[str, int]] = None,
                                image_size: Sequence[int] = DEFAULT_IMAGE_SIZE,
                                seed: int = 0,
+                               min_object_size: float = 0.07,
                                progress: bool = True) -> Dict:
     """Write the synthetic dataset in COCO format.
 
@@ -855,6 +859,8 @@ def generate_synthetic_dataset(out_dir: str,
             folder names.
         image_size: ``(H, W)``, default ``(512, 512)``.
         seed: non-negative integer; the same seed gives byte-identical files.
+        min_object_size: smallest object scale as a fraction of the shorter
+            image side (default 0.07; larger values give an easier dataset).
         progress: show a tqdm progress bar per split.
 
     Returns:
@@ -889,7 +895,7 @@ def generate_synthetic_dataset(out_dir: str,
             indices = tqdm(indices, desc=f'synthetic {split}', unit='img')
         for idx in indices:
             sample = render_synthetic_image(_image_rng(seed, split, idx),
-                                            (H, W))
+                                            (H, W), min_object_size)
             file_name = f'{idx:06d}.jpg'
             ok, buf = cv2.imencode(
                 '.jpg', cv2.cvtColor(sample['image'], cv2.COLOR_RGB2BGR),

@@ -167,3 +167,29 @@ def test_search_report(loop_cfg, tmp_path, capsys):
     assert png.stat().st_size > 1000
     with pytest.raises(FileNotFoundError, match='nope.db'):
         report.main([str(tmp_path / 'nope.db')])
+
+
+class KillAt(Hook):
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.iteration:
+            raise Killed
+
+
+@pytest.mark.parametrize('kill_at', [1, 5])  # during adaptation training, during fine-tuning
+def test_resume_after_a_kill_in_training(loop_cfg, tmp_path, kill_at):
+    reference = run(loop_cfg(work_dir=tmp_path / 'ref'))
+    cfg = loop_cfg(work_dir=tmp_path / 'killed')
+    cfg.default_hooks.checkpoint.interval = 1
+    with pytest.raises(Killed):
+        run(cfg, KillAt(kill_at))
+    cfg = loop_cfg(work_dir=tmp_path / 'killed')
+    cfg.resume = True
+    resumed = run(cfg)
+    assert resumed.iter == reference.iter
+    for (name, a), b in zip(reference.model.state_dict().items(),
+                            resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert len(studies(resumed.work_dir)) == 2
