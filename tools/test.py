@@ -17,6 +17,7 @@ from mmdet.registry import RUNNERS
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import bipa  # noqa: F401  (registers BiPA; lets torch load mmengine checkpoints)
+from bipa.utils import load_run_config
 
 
 def parse_args(argv=None):
@@ -70,14 +71,8 @@ def enable_visualization(cfg: Config, args) -> Config:
 
 
 def build_cfg(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_run_config(args.config, cfg_options=args.cfg_options,
+                          work_dir=args.work_dir, launcher=args.launcher)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if args.show or args.show_dir:

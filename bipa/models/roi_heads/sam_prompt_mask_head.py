@@ -23,7 +23,9 @@ class SAMPromptMaskHead(BaseModule):
     positional encoding, the dense prompt rho (:class:`DensePrompt`) and those
     tokens, and predicts single-mask logits at 1/4 of the input size. Training
     upsamples them to the padded input and applies pixel BCE against
-    full-image GT masks.
+    full-image GT masks (paper: BCE only; ``loss_dice`` optionally adds a Dice
+    term, which a decoder trained from scratch needs: on full images the
+    foreground is a few percent of the pixels and BCE alone learns "empty").
 
     Key names follow SAM's checkpoint: ``pe_layer`` is
     ``prompt_encoder.pe_layer``, ``mask_decoder`` is ``mask_decoder``, and the
@@ -43,6 +45,7 @@ class SAMPromptMaskHead(BaseModule):
                  decoder_num_heads: int = 8,
                  loss_mask: dict = dict(type='CrossEntropyLoss', use_sigmoid=True,
                                         loss_weight=1.0),
+                 loss_dice: Optional[dict] = None,
                  chunk_size: int = 32,
                  freeze_decoder: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
@@ -58,6 +61,7 @@ class SAMPromptMaskHead(BaseModule):
                                           mlp_dim=decoder_mlp_dim,
                                           num_heads=decoder_num_heads))
         self.loss_mask = MODELS.build(loss_mask)
+        self.loss_dice = MODELS.build(loss_dice) if loss_dice is not None else None
         self.chunk_size = chunk_size
         self.freeze_decoder = freeze_decoder
         self._freeze_sam()
@@ -144,7 +148,11 @@ class SAMPromptMaskHead(BaseModule):
             logits = F.interpolate(mask_preds.float(), size=targets.shape[-2:],
                                    mode='bilinear', align_corners=False).squeeze(1)
             loss = self.loss_mask(logits, targets)
-        return dict(loss_mask=dict(loss_mask=loss), mask_targets=targets)
+        losses = dict(loss_mask=loss)
+        if self.loss_dice is not None:
+            losses['loss_dice'] = (self.loss_dice(logits.flatten(1), targets.flatten(1))
+                                   if targets.shape[0] else mask_preds.sum() * 0)
+        return dict(loss_mask=losses, mask_targets=targets)
 
     # --- inference ------------------------------------------------------------
 

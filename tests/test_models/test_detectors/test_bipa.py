@@ -129,3 +129,17 @@ def test_dense_prompt_api(tiny_model_cfg):
     other = build(tiny_model_cfg())
     other.load_state_dict(state)
     assert torch.equal(other.dense_prompt.get_group_weights(), torch.linspace(1, 3, 16))
+
+
+def test_trainable_decoder_and_dice_options(tiny_model_cfg, demo_batch):
+    """Options for models without SAM weights (the CPU demo); off by default."""
+    model = build(tiny_model_cfg(**{
+        'roi_head.mask_head.freeze_decoder': False,
+        'roi_head.mask_head.loss_dice': dict(type='DiceLoss', use_sigmoid=True,
+                                             naive_dice=True)}))
+    model.train()
+    assert all(p.requires_grad for p in model.roi_head.mask_head.mask_decoder.parameters())
+    losses = model(**model.data_preprocessor(demo_batch(), True), mode='loss')
+    assert 0 < losses['loss_dice'] <= 1 and torch.isfinite(losses['loss_mask'])
+    total_loss(losses).backward()
+    assert model.roi_head.mask_head.mask_decoder.mask_tokens.weight.grad is not None
