@@ -57,14 +57,17 @@ class MaskObjective:
         cache: see above.
         autocast_dtype: run under ``torch.autocast`` with this dtype (the
             training AMP dtype), or ``None``.
+        chunk_instances: instances per decoder call of a cached trial.
     """
 
     def __init__(self, model: nn.Module, dataloader, *, cache: bool = True,
-                 autocast_dtype: Optional[torch.dtype] = None) -> None:
+                 autocast_dtype: Optional[torch.dtype] = None,
+                 chunk_instances: int = 128) -> None:
         self.model = model.module if is_model_wrapper(model) else model
         self.dataloader = dataloader
         self.cache = cache
         self.autocast_dtype = autocast_dtype
+        self.chunk_instances = chunk_instances
         self._items: Optional[List[tuple]] = None
 
     @contextlib.contextmanager
@@ -81,34 +84,54 @@ class MaskObjective:
             self.model.train(was_training)
 
     def _items_of_dataset(self) -> Iterator[tuple]:
-        """Per image with instances: (embedding, tokens, packed targets, size)."""
+        """Per batch with instances: (embeddings, image index and sparse tokens
+        of each GT instance, its bit-packed GT mask, the padded input size)."""
         model = self.model
         roi_head = model.roi_head
         for data in self.dataloader:
             data = model.data_preprocessor(data, False)
             inputs, samples = data['inputs'], data['data_samples']
             feats = roi_head.add_positional_encoding(model.extract_feat(inputs), samples)
-            boxes = [get_box_tensor(s.gt_instances.bboxes) for s in samples]
-            rois = bbox2roi(boxes)
+            rois = bbox2roi([get_box_tensor(s.gt_instances.bboxes) for s in samples])
             if rois.shape[0] == 0:
                 continue
             extractor = roi_head.mask_roi_extractor
             tokens = roi_head.mask_head.prompt_generator(
                 extractor(feats[:extractor.num_inputs], rois))
             size = tuple(inputs.shape[-2:])
-            for i, sample in enumerate(samples):
-                inds = torch.nonzero(rois[:, 0] == i).squeeze(1)
-                if inds.numel() == 0:
-                    continue
-                masks = sample.gt_instances.masks.to_tensor(torch.bool, inputs.device)
-                masks = F.pad(masks, (0, size[1] - masks.shape[2], 0, size[0] - masks.shape[1]))
-                yield (feats.image_embeddings[i:i + 1], tokens[inds], pack_bits(masks), size)
+            masks = [s.gt_instances.masks.to_tensor(torch.bool, inputs.device) for s in samples]
+            masks = torch.cat([F.pad(m, (0, size[1] - m.shape[2], 0, size[0] - m.shape[1]))
+                               for m in masks])
+            yield (feats.image_embeddings, rois[:, 0].long(), tokens, pack_bits(masks), size)
+
+    @staticmethod
+    def _merge(items: List[tuple], max_instances: int) -> List[tuple]:
+        """Concatenate cached batches of one input size into chunks of up to
+        ``max_instances`` instances: one decoder call per chunk per trial."""
+        merged, group = [], []
+
+        def flush():
+            if group:
+                offsets = torch.tensor([0] + [g[0].shape[0] for g in group]).cumsum(0)
+                merged.append((torch.cat([g[0] for g in group]),
+                               torch.cat([g[1] + offsets[i] for i, g in enumerate(group)]),
+                               torch.cat([g[2] for g in group]),
+                               torch.cat([g[3] for g in group]), group[0][4]))
+                group.clear()
+
+        for item in items:
+            if group and (item[4] != group[0][4] or sum(
+                    g[2].shape[0] for g in group) + item[2].shape[0] > max_instances):
+                flush()
+            group.append(item)
+        flush()
+        return merged
 
     def prepare(self) -> None:
         """Compute what does not depend on rho (with ``cache=True``)."""
         if self.cache and self._items is None:
             with self._eval_context():
-                self._items = list(self._items_of_dataset())
+                self._items = self._merge(list(self._items_of_dataset()), self.chunk_instances)
             if not self._items:
                 raise ValueError('D_val holds no instance: the prompt search has nothing '
                                  'to score (check the holdout split and its annotations)')
@@ -123,8 +146,8 @@ class MaskObjective:
             rho = mask_head.dense_prompt.prompt_for(weights)
             total, count = torch.zeros((), dtype=torch.float64), 0
             items = self._items if self.cache else self._items_of_dataset()
-            for embedding, tokens, packed, size in items:
-                logits = mask_head.decode(embedding, tokens, dense_prompt=rho)
+            for embeddings, img_inds, tokens, packed, size in items:
+                logits = mask_head.decode(embeddings, tokens, img_inds, dense_prompt=rho)
                 logits = F.interpolate(logits.float(), size=size, mode='bilinear',
                                        align_corners=False).squeeze(1)
                 targets = unpack_bits(packed, size)

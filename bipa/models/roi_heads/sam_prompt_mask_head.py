@@ -84,39 +84,46 @@ class SAMPromptMaskHead(BaseModule):
         """SAM's dense positional encoding ``(1, D, h, w)`` of an embedding grid."""
         return self.pe_layer(tuple(size)).unsqueeze(0)
 
-    def decode(self, image_embedding: Tensor, tokens: Tensor,
+    def decode(self, image_embeddings: Tensor, tokens: Tensor,
+               img_inds: Optional[Tensor] = None, *,
                image_pe: Optional[Tensor] = None,
                dense_prompt: Optional[Tensor] = None) -> Tensor:
-        """Low-res mask logits ``(n, 1, 4h, 4w)`` of one image's ``n`` instances.
+        """Low-res single-mask logits ``(N, 1, 4h, 4w)`` for ``N`` instances.
 
-        ``image_embedding``: ``(1, D, h, w)``; ``tokens``: ``(n, T, D)``.
-        ``dense_prompt`` (``(D,)``) defaults to the current rho.
+        ``image_embeddings``: ``(B, D, h, w)``; ``tokens``: ``(N, T, D)``
+        sparse prompts; ``img_inds``: ``(N,)`` image of each instance (default:
+        all of image 0). ``dense_prompt`` (``(D,)``) defaults to the current rho.
+
+        The math of SAM's ``MaskDecoder.predict_masks`` restricted to its
+        single-mask output (mask token 0), for instances of several images in
+        one call: SAM's own method takes one image at a time and also runs the
+        three multi-mask hypernetworks and the IoU head, which BiPA discards.
         """
+        decoder = self.mask_decoder
+        n = tokens.shape[0]
+        if img_inds is None:
+            img_inds = tokens.new_zeros(n, dtype=torch.long)
         if image_pe is None:
-            image_pe = self.image_pe(image_embedding.shape[-2:])
+            image_pe = self.image_pe(image_embeddings.shape[-2:])
         if dense_prompt is None:
             dense_prompt = self.dense_prompt()
-        dense = dense_prompt.to(image_embedding.dtype).view(1, -1, 1, 1)
-        dense = dense.expand(tokens.shape[0], -1, *image_embedding.shape[-2:])
-        logits, _ = self.mask_decoder.predict_masks(
-            image_embeddings=image_embedding, image_pe=image_pe.to(image_embedding.dtype),
-            sparse_prompt_embeddings=tokens.to(image_embedding.dtype),
-            dense_prompt_embeddings=dense)
-        return logits[:, :1]  # the single-mask output token
+        dtype = image_embeddings.dtype
+        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
+        queries = torch.cat([output_tokens.expand(n, -1, -1).to(dtype), tokens.to(dtype)], dim=1)
+        src = image_embeddings[img_inds] + dense_prompt.to(dtype).view(1, -1, 1, 1)
+        pos = image_pe.to(dtype).expand(n, -1, -1, -1)
+        b, c, h, w = src.shape
+        hs, src = decoder.transformer(src, pos, queries)
+        upscaled = decoder.output_upscaling(src.transpose(1, 2).view(b, c, h, w))
+        hyper = decoder.output_hypernetworks_mlps[0](hs[:, 1, :])
+        return (hyper.unsqueeze(1) @ upscaled.flatten(2)).view(n, 1, *upscaled.shape[-2:])
 
     def forward(self, roi_feats: Tensor, rois: Tensor, image_embeddings: Tensor) -> Tensor:
         """Low-res mask logits ``(N, 1, 4h, 4w)`` for RoIs ``(N, 5)`` of a batch."""
         tokens = self.prompt_generator(roi_feats)
-        logits = roi_feats.new_zeros(
-            (rois.shape[0], 1, *(4 * s for s in image_embeddings.shape[-2:])))
-        image_pe = self.image_pe(image_embeddings.shape[-2:])
-        rho = self.dense_prompt()
-        for i in range(image_embeddings.shape[0]):
-            inds = torch.nonzero(rois[:, 0] == i).squeeze(1)
-            if inds.numel():
-                logits[inds] = self.decode(image_embeddings[i:i + 1], tokens[inds],
-                                           image_pe, rho).to(logits.dtype)
-        return logits
+        if rois.shape[0] == 0:
+            return roi_feats.new_zeros((0, 1, *(4 * s for s in image_embeddings.shape[-2:])))
+        return self.decode(image_embeddings, tokens, rois[:, 0].long())
 
     # --- training -------------------------------------------------------------
 
