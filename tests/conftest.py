@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny BiPA config and mmdet-style demo inputs."""
 import copy
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,18 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL_CFG = ROOT / 'configs' / '_base_' / 'models' / 'bipa_vit-tiny.py'
 
 register_all_modules(init_default_scope=True)
+
+
+def load_tool(path: str):
+    """A script under ``tools/`` (``'analysis/benchmark'``) as a module:
+    tools/ is not a package, tests call the scripts' functions in-process."""
+    file = ROOT / 'tools' / f'{path}.py'
+    spec = importlib.util.spec_from_file_location('bipa_tools_' + path.replace('/', '_'), file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # tiny models: one thread is faster than two and immune to a busy machine
 torch.set_num_threads(1)
 

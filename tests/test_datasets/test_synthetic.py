@@ -1,5 +1,4 @@
 """The synthetic underwater dataset generator (bipa.datasets.synthetic)."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,11 +8,12 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from tests.conftest import load_tool
+
 from bipa.datasets.synthetic import (SYNTHETIC_CLASSES,
                                      generate_synthetic_dataset,
                                      render_synthetic_image)
 
-REPO = Path(__file__).resolve().parents[2]
 SPLITS = dict(train=4, val=2)
 SIZE = (64, 64)
 
@@ -130,11 +130,7 @@ def test_bad_arguments(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location(
-        'generate_synthetic',
-        REPO / 'tools' / 'dataset_converters' / 'generate_synthetic.py')
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_tool('dataset_converters/generate_synthetic')
     out = tmp_path / 'cli'
     info = cli.main(['--out', str(out), '--train', '2', '--val', '1',
                      '--test', '0', '--size', '40', '56', '--seed', '5',

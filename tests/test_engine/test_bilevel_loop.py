@@ -152,13 +152,9 @@ def test_resume_mid_search_loses_and_repeats_no_trial(loop_cfg, tmp_path, monkey
 
 
 def test_search_report(loop_cfg, tmp_path, capsys):
-    import importlib.util
-    from tests.conftest import ROOT
+    from tests.conftest import load_tool
     runner = run(loop_cfg())
-    spec = importlib.util.spec_from_file_location(
-        'search_report', ROOT / 'tools' / 'analysis' / 'search_report.py')
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = load_tool('analysis/search_report')
     png = tmp_path / 'history.png'
     rounds = report.main([osp.join(runner.work_dir, 'prompt_search.db'), '--out', str(png)])
     out = capsys.readouterr().out

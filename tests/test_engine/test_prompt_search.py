@@ -1,7 +1,6 @@
 import math
 
 import numpy as np
-import optuna
 import pytest
 import torch
 from mmengine.runner import Runner

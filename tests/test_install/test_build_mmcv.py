@@ -1,14 +1,12 @@
 """The mmcv build script reads the C++ standard from torch's headers."""
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch.utils.cpp_extension as cpp_ext
 
-_spec = importlib.util.spec_from_file_location(
-    'build_mmcv', Path(__file__).parents[2] / 'tools' / 'install' / 'build_mmcv.py')
-build_mmcv = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(build_mmcv)
+from tests.conftest import load_tool
+
+build_mmcv = load_tool('install/build_mmcv')
 
 
 def fake_include(tmp_path, text):

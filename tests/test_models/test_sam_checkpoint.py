@@ -1,5 +1,4 @@
 """Official SAM checkpoints (and converted HF ones) load into BiPA."""
-import importlib.util
 import re
 
 import pytest
@@ -8,7 +7,7 @@ from mmdet.registry import MODELS
 from segment_anything.build_sam import _build_sam
 
 from bipa.models import SAMCheckpointError
-from tests.conftest import ROOT
+from tests.conftest import load_tool
 
 # a 4-block 32-d SAM from segment_anything's own builder (1024 px, 256-d decoder)
 SAM_ARCH = dict(embed_dim=32, depth=4, num_heads=2, global_attn_indexes=(1, 3), img_size=1024,
@@ -122,11 +121,7 @@ def to_hf_layout(state):
 
 
 def load_converter():
-    spec = importlib.util.spec_from_file_location(
-        'hf_sam_to_official', ROOT / 'tools' / 'model_converters' / 'hf_sam_to_official.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('model_converters/hf_sam_to_official')
 
 
 def test_hf_state_dict_converts_to_the_official_layout(tmp_path, tiny_model_cfg, small_sam):

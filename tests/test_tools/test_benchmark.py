@@ -1,15 +1,14 @@
 """tools/analysis/benchmark.py on CPU (tiny models) and gpu_check.sh's syntax."""
-import importlib.util
 import json
 import math
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT as REPO, load_tool
+
 DEMO = str(REPO / 'configs' / 'bipa_demo_synthetic.py')
 FAST = ['--device', 'cpu', '--steps', '1', '--warmup', '1', '--batch-size', '1',
         '--trials', '2', '--search-batches', '2', '--search-repeats', '1']
@@ -18,11 +17,7 @@ PARTS = ('encoder_fwd_bwd', 'resnet_fwd', 'sam_decoder_fwd_bwd')
 
 @pytest.fixture(scope='module')
 def benchmark():
-    path = REPO / 'tools' / 'analysis' / 'benchmark.py'
-    spec = importlib.util.spec_from_file_location('bipa_tools_benchmark', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis/benchmark')
 
 
 def _positive(x):

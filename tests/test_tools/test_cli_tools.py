@@ -1,9 +1,7 @@
 """The command-line tools (tools/infer.py, test.py, browse_dataset.py), run
 in-process on a tiny synthetic dataset with a randomly initialised demo model."""
-import importlib.util
 import json
 import sys
-from pathlib import Path
 from unittest import mock
 
 import cv2
@@ -14,17 +12,9 @@ from mmengine.config import Config
 
 from bipa.datasets import (SYNTHETIC_CLASSES, SyntheticUnderwaterDataset,
                            generate_synthetic_dataset)
+from tests.conftest import ROOT as REPO, load_tool
 
-REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / 'configs' / 'bipa_demo_synthetic.py')
-
-
-def _load_tool(name):
-    path = REPO / 'tools' / f'{name}.py'
-    spec = importlib.util.spec_from_file_location(f'bipa_tools_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(tool, *args):
@@ -34,7 +24,7 @@ def _run(tool, *args):
 
 @pytest.fixture(scope='module')
 def tools():
-    return {n: _load_tool(n) for n in ('infer', 'test', 'browse_dataset')}
+    return {n: load_tool(n) for n in ('infer', 'test', 'browse_dataset')}
 
 
 @pytest.fixture(scope='module')

@@ -1,5 +1,4 @@
 import torch
-from segment_anything.modeling import MaskDecoder, TwoWayTransformer
 
 from bipa.models.roi_heads import SAMPromptMaskHead
 
