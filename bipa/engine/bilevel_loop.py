@@ -1,10 +1,8 @@
 """BiPA's alternating training loop (paper Sec. 3.3, two-stage strategy)."""
 import copy
 import os.path as osp
-import random
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Union
 
-import numpy as np
 import torch
 from mmdet.registry import DATASETS, LOOPS
 from mmengine.dist import broadcast, is_main_process
@@ -17,7 +15,7 @@ from mmengine.runner import IterBasedTrainLoop
 from torch.utils.data import DataLoader
 
 from ..models.layers.dense_prompt import DENSE_PROMPT_MODES
-from ..utils import lock_work_dir
+from ..utils import get_rng_states, lock_work_dir, set_rng_states
 from .prompt_objective import MaskObjective
 from .prompt_search import PromptSearch
 
@@ -157,33 +155,24 @@ class BilevelLoop(IterBasedTrainLoop):
     def phase(self) -> str:
         return 'adaptation' if self._iter < self.adaptation_iters else 'finetune'
 
+    def _schedule(self) -> dict:
+        return dict(T=self.T, K_a=self.K_a, K_b=self.K_b, K_c=self.K_c, unit=self.unit,
+                    strategy=self.strategy, iters_per_unit=self.iters_per_unit)
+
     def state_dict(self) -> dict:
-        state = dict(rounds_done=self.rounds_done, T=self.T, K_a=self.K_a, K_b=self.K_b,
-                     K_c=self.K_c, unit=self.unit, strategy=self.strategy,
-                     iters_per_unit=self.iters_per_unit,
-                     rng=dict(torch=torch.get_rng_state(), numpy=np.random.get_state(),
-                              python=random.getstate()))
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state['rng']['cuda'] = torch.cuda.get_rng_state_all()
-        return state
+        return dict(rounds_done=self.rounds_done, rng=get_rng_states(), **self._schedule())
 
     def _restore_state(self) -> None:
         state, self.loaded_state = self.loaded_state, None
         if state is None:
             return
-        mine = self.state_dict()
-        for key in ('T', 'K_a', 'K_b', 'K_c', 'unit', 'strategy', 'iters_per_unit'):
-            if state[key] != mine[key]:
+        for key, value in self._schedule().items():
+            if state[key] != value:
                 raise ValueError(f'cannot resume: the checkpoint was written with '
                                  f'train_cfg {key}={state[key]!r}, the config now says '
-                                 f'{mine[key]!r}')
+                                 f'{value!r}')
         self.rounds_done = state['rounds_done']
-        rng = state['rng']
-        torch.set_rng_state(rng['torch'])
-        np.random.set_state(rng['numpy'])
-        random.setstate(rng['python'])
-        if 'cuda' in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng['cuda'])
+        set_rng_states(state['rng'])
 
     # --- the loop -------------------------------------------------------------
 
@@ -290,13 +279,9 @@ class BilevelLoop(IterBasedTrainLoop):
         prompt.set_group_weights(weights.cpu())
 
     def _log_trial(self, round_idx: int, trial) -> None:
-        index = (round_idx - 1) * self.K_b + trial.number
+        value = '' if trial.value is None else f'f={trial.value:.6f} '
+        self.runner.logger.info(f'phase=adaptation round={round_idx} trial={trial.number} '
+                                f'{value}state={trial.state.name}')
         if trial.value is not None:
-            self.runner.logger.info(
-                f'phase=adaptation round={round_idx} trial={trial.number} '
-                f'f={trial.value:.6f} state={trial.state.name}')
+            index = (round_idx - 1) * self.K_b + trial.number
             self.runner.visualizer.add_scalars({'search/f': trial.value}, step=index)
-        else:
-            self.runner.logger.info(
-                f'phase=adaptation round={round_idx} trial={trial.number} '
-                f'state={trial.state.name}')

@@ -1,27 +1,24 @@
 """The upper-level objective f of BiPA: mask BCE on D_val as a function of rho."""
 import contextlib
-import random
 from typing import Iterator, List, Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from mmdet.structures.bbox import bbox2roi, get_box_tensor
 from mmengine.model import is_model_wrapper
 from torch import Tensor, nn
 
+from ..utils import get_rng_states, set_rng_states
+
 
 @contextlib.contextmanager
 def preserved_rng():
     """Leave the torch (CPU and CUDA), numpy and ``random`` generators as found."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
+    states = get_rng_states()
+    try:
+        yield
+    finally:
+        set_rng_states(states)
 
 
 def pack_bits(masks: Tensor) -> Tensor:

@@ -1,7 +1,8 @@
 from .checkpoint_compat import register_checkpoint_safe_globals
+from .rng import get_rng_states, set_rng_states
 from .run_config import load_run_config
 from .work_dir_lock import WorkDirBusyError, lock_work_dir
 
 __all__ = [
-    'register_checkpoint_safe_globals', 'load_run_config', 'WorkDirBusyError', 'lock_work_dir'
+    'register_checkpoint_safe_globals', 'get_rng_states', 'set_rng_states', 'load_run_config', 'WorkDirBusyError', 'lock_work_dir'
 ]

@@ -1,6 +1,5 @@
-from typing import List, Optional, Tuple
+from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from mmdet.models.layers import SinePositionalEncoding
 from mmdet.models.roi_heads import StandardRoIHead
