@@ -17,7 +17,7 @@ class BiPARoIHead(StandardRoIHead):
 
     Differences from :class:`StandardRoIHead`: a sine positional encoding is
     added to every FPN level before RoI pooling (both branches; the levels are
-    cast to float32 there, as mmcv's RoIAlign has no bfloat16 kernel), and the
+    made contiguous float32 there, see :meth:`add_positional_encoding`), and the
     mask branch is :class:`SAMPromptMaskHead`, which also needs the SAM image
     embeddings carried by :class:`PromptedFeatures`.
     """
@@ -31,8 +31,15 @@ class BiPARoIHead(StandardRoIHead):
 
     def add_positional_encoding(self, x: PromptedFeatures,
                                 batch_data_samples: SampleList) -> PromptedFeatures:
+        """The levels RoIAlign pools from: ``level + PE``, contiguous float32.
+
+        mmcv's RoIAlign has no bfloat16 kernel (bf16 autocast), and its CPU and
+        CUDA kernels index the input as a contiguous NCHW array without
+        checking: a channels-last level (e.g. the output of a permuted layer
+        norm) would be pooled from the wrong memory, silently.
+        """
         if self.positional_encoding is None:
-            return x.replace_levels(feat.float() for feat in x)
+            return x.replace_levels(feat.float().contiguous() for feat in x)
         metas = [s.metainfo for s in batch_data_samples]
         pad_h, pad_w = metas[0]['batch_input_shape']
         # 1 marks padding, as DETR-style encoders expect
@@ -43,8 +50,7 @@ class BiPARoIHead(StandardRoIHead):
         levels = []
         for feat in x:
             mask = F.interpolate(padding[:, None], size=feat.shape[-2:]).squeeze(1).bool()
-            # float32: mmcv's RoIAlign has no bfloat16 kernel (bf16 autocast)
-            levels.append(feat.float() + self.positional_encoding(mask))
+            levels.append((feat.float() + self.positional_encoding(mask)).contiguous())
         return x.replace_levels(levels)
 
     def loss(self, x: PromptedFeatures, rpn_results_list: InstanceList,

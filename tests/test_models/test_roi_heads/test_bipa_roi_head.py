@@ -1,0 +1,42 @@
+import pytest
+import torch
+import torchvision
+from mmcv.ops import roi_align
+from mmdet.registry import MODELS
+
+from bipa.models.prompted_features import PromptedFeatures
+
+ROIS = torch.tensor([[0, 10., 12., 50., 44.], [1, 20., 30., 60., 90.], [1, 3., 3., 20., 11.]])
+
+
+@pytest.mark.parametrize('positional_encoding', [dict(num_feats=16, normalize=True), None])
+def test_rois_pool_the_right_pixels_from_channels_last_levels(tiny_model_cfg, demo_batch,
+                                                              positional_encoding):
+    """mmcv's RoIAlign reads its input as contiguous NCHW without checking; the
+    FAI neck's layer norm returns channels-last strides. The head must pool the
+    same values as torchvision, which honours strides."""
+    model = MODELS.build(tiny_model_cfg(**{'roi_head.positional_encoding': positional_encoding}))
+    model.eval()
+    data = model.data_preprocessor(demo_batch(shapes=((3, 128, 128), (3, 128, 128))), False)
+    with torch.no_grad():
+        feats = model.extract_feat(data['inputs'])
+        assert not feats[0].is_contiguous()  # the case this test guards
+        levels = model.roi_head.add_positional_encoding(feats, data['data_samples'])
+        pooled = model.roi_head.bbox_roi_extractor(levels[:4], ROIS)
+    assert all(level.is_contiguous() and level.dtype == torch.float32 for level in levels)
+    reference = levels[0].permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # channels-last
+    expected = torchvision.ops.roi_align(reference, ROIS, 7, 1 / 4, 0, aligned=True)
+    torch.testing.assert_close(pooled, expected, rtol=1e-5, atol=1e-5)
+    # and without the head's fix the pooled values would differ
+    wrong = roi_align(reference, ROIS, 7, 1 / 4, 0, 'avg', True)
+    assert not torch.allclose(wrong, expected, atol=1e-3)
+
+
+def test_add_positional_encoding_keeps_image_embeddings(tiny_model_cfg, demo_batch):
+    model = MODELS.build(tiny_model_cfg())
+    data = model.data_preprocessor(demo_batch(), False)
+    feats = model.extract_feat(data['inputs'])
+    levels = model.roi_head.add_positional_encoding(feats, data['data_samples'])
+    assert isinstance(levels, PromptedFeatures)
+    assert levels.image_embeddings is feats.image_embeddings
+    assert len(levels) == len(feats)
