@@ -1,3 +1,4 @@
-from .sam_vit_adapter import SAM_ARCHS, SAMViTAdapter
+from ..sam_parts import SAM_ARCHS
+from .sam_vit_adapter import SAMViTAdapter
 
 __all__ = ['SAM_ARCHS', 'SAMViTAdapter']

@@ -1,27 +1,18 @@
 """SAM's ViT image encoder, frozen, with trainable UA-ViT adapters."""
-from functools import partial
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
-from segment_anything.modeling import ImageEncoderViT
 from segment_anything.modeling.image_encoder import (Block, window_partition,
                                                      window_unpartition)
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import BlockAdapter, rel_pos_attention
+from ..sam_parts import build_image_encoder, resolve_sam_arch
 
-# segment_anything's build_sam_vit_{h,l,b} settings
-SAM_ARCHS: Dict[str, dict] = {
-    'vit_h': dict(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)),
-    'vit_l': dict(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
-    'vit_b': dict(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
-}
-_ARCH_DEFAULTS = dict(img_size=1024, patch_size=16, mlp_ratio=4.0, out_chans=256,
-                      window_size=14)
 GRAD_MODES = ('residual', 'checkpoint', 'exact')
 
 
@@ -77,9 +68,7 @@ class SAMViTAdapter(BaseModule):
         arch_cfg = self.resolve_arch(arch)
         depth = arch_cfg['depth']
         self.arch = arch_cfg
-        self.encoder = ImageEncoderViT(
-            norm_layer=partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True, qkv_bias=True,
-            rel_pos_zero_init=True, **arch_cfg)
+        self.encoder = build_image_encoder(arch_cfg)
         self.adapter_indices = tuple(
             range(depth // 4, depth, 2) if adapter_indices is None else adapter_indices)
         self.out_indices = tuple(
@@ -100,20 +89,7 @@ class SAMViTAdapter(BaseModule):
         self.out_channels = arch_cfg['out_chans']
         self._freeze_encoder()
 
-    @staticmethod
-    def resolve_arch(arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            if arch not in SAM_ARCHS:
-                raise ValueError(f'unknown SAM arch {arch!r}; expected one of '
-                                 f'{sorted(SAM_ARCHS)} or a dict')
-            arch = SAM_ARCHS[arch]
-        required = {'embed_dim', 'depth', 'num_heads', 'global_attn_indexes'}
-        missing = required - set(arch)
-        if missing:
-            raise ValueError(f'SAM arch dict lacks {sorted(missing)}')
-        cfg = {**_ARCH_DEFAULTS, **arch}
-        cfg['global_attn_indexes'] = tuple(cfg['global_attn_indexes'])
-        return cfg
+    resolve_arch = staticmethod(resolve_sam_arch)
 
     def _freeze_encoder(self) -> None:
         self.encoder.eval()

@@ -1,3 +1,4 @@
 from .bipa import BiPA
+from .box_prompted_sam import BoxPromptedSAM
 
-__all__ = ['BiPA']
+__all__ = ['BiPA', 'BoxPromptedSAM']

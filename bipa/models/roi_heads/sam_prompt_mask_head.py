@@ -9,9 +9,10 @@ from mmdet.structures.bbox import scale_boxes
 from mmengine.config import ConfigDict
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
-from segment_anything.modeling import MaskDecoder, TwoWayTransformer
 from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 from torch import Tensor
+
+from ..sam_parts import build_mask_decoder
 
 
 @MODELS.register_module()
@@ -54,12 +55,8 @@ class SAMPromptMaskHead(BaseModule):
         self.prompt_generator = MODELS.build(dict(embed_dim=embed_dim, **prompt_generator))
         self.dense_prompt = MODELS.build(dict(embed_dim=embed_dim, **dense_prompt))
         self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
-        self.mask_decoder = MaskDecoder(
-            num_multimask_outputs=3, transformer_dim=embed_dim, iou_head_depth=3,
-            iou_head_hidden_dim=256,
-            transformer=TwoWayTransformer(depth=decoder_depth, embedding_dim=embed_dim,
-                                          mlp_dim=decoder_mlp_dim,
-                                          num_heads=decoder_num_heads))
+        self.mask_decoder = build_mask_decoder(embed_dim=embed_dim, mlp_dim=decoder_mlp_dim,
+                                               depth=decoder_depth, num_heads=decoder_num_heads)
         self.loss_mask = MODELS.build(loss_mask)
         self.loss_dice = MODELS.build(loss_dice) if loss_dice is not None else None
         self.chunk_size = chunk_size

@@ -1,0 +1,48 @@
+# Pre-trains the tiny SAM that configs/_base_/models/bipa_vit-tiny.py expects,
+# on the demo's synthetic data, with box prompts as SAM itself is trained: no
+# SAM weights exist for that arch. `make demo` runs it first; its checkpoint is
+# the demo's sam_checkpoint. Validation reports oracle-box segm mAP (SAM's masks
+# for the GT boxes).
+_base_ = [
+    './_base_/models/bipa_vit-tiny.py', './_base_/datasets/synthetic_underwater.py',
+    './_base_/default_runtime.py'
+]
+
+model = dict(
+    _delete_=True,
+    type='BoxPromptedSAM',
+    arch={{_base_.model.backbone.arch}},
+    decoder_mlp_dim={{_base_.model.roi_head.mask_head.decoder_mlp_dim}},
+    decoder_num_heads={{_base_.model.roi_head.mask_head.decoder_num_heads}},
+    box_noise=0.1,
+    data_preprocessor=dict(
+        type='DetDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        pad_size_divisor=128,  # SAM pads every input to its img_size square
+        pad_mask=True))
+
+data_root = 'data/synthetic_underwater_demo/'
+train_dataloader = dict(
+    sampler=dict(type='InfiniteSampler', shuffle=True), dataset=dict(data_root=data_root))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = dict(dataset=dict(data_root=data_root))
+val_evaluator = dict(ann_file=data_root + 'annotations/val.json', metric='segm')
+test_evaluator = dict(ann_file=data_root + 'annotations/test.json', metric='segm')
+
+max_iters = 1500
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=1e-4),
+    clip_grad=dict(max_norm=5.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0, end=50),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=max_iters, T_max=max_iters),
+]
+default_hooks = dict(
+    logger=dict(interval=100),
+    checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
