@@ -31,7 +31,7 @@ test_dataloader = dict(dataset=dict(data_root=data_root))
 val_evaluator = dict(ann_file=data_root + 'annotations/val.json', metric='segm')
 test_evaluator = dict(ann_file=data_root + 'annotations/test.json', metric='segm')
 
-max_iters = 1500
+max_iters = 3000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

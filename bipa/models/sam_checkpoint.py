@@ -39,8 +39,11 @@ def load_sam_checkpoint(model: nn.Module, path: str, *, strict: bool = True) -> 
     raises :class:`SAMCheckpointError` listing them; otherwise they are logged.
     """
     if not osp.isfile(path):
-        raise FileNotFoundError(f'SAM checkpoint not found: {path} (set model.sam_checkpoint '
-                                'to the path of e.g. sam_vit_h_4b8939.pth)')
+        raise FileNotFoundError(
+            f'SAM checkpoint not found: {path} (set model.sam_checkpoint to the path of '
+            "SAM's weights, e.g. sam_vit_h_4b8939.pth; a SAM arch without released "
+            'weights, like the demo\'s tiny one, is pre-trained by '
+            'configs/sam_vit-tiny_synthetic.py, which `make demo` runs)')
     state = torch.load(path, map_location='cpu', weights_only=True)
     if isinstance(state, dict) and 'state_dict' in state:
         state = state['state_dict']

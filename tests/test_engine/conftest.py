@@ -19,7 +19,8 @@ def tiny_data(tmp_path_factory):
 
 @pytest.fixture
 def loop_cfg(tiny_data, tmp_path):
-    """The demo config on the tiny data, with a very short bilevel schedule."""
+    """The demo config on the tiny data, with a very short bilevel schedule and
+    no SAM checkpoint."""
     base = Config.fromfile(str(DEMO_CFG))
 
     def make(work_dir=None, **train_cfg):
@@ -30,6 +31,7 @@ def loop_cfg(tiny_data, tmp_path):
             'train_dataloader.batch_size': 2,
             'train_dataloader.dataset.data_root': root,
             'model.data_preprocessor.pad_size_divisor': 64,
+            'model.sam_checkpoint': None,  # the loop does not need SAM's weights
             'default_hooks.logger.interval': 1,
             'default_hooks.checkpoint.interval': 1000,
             'default_hooks.visualization.draw': False,

@@ -39,7 +39,7 @@ def config(tmp_path_factory):
     cfg.write_text(textwrap.dedent(f'''
         _base_ = ['{ROOT}/configs/bipa_demo_synthetic.py']
         data_root = '{data}/'
-        model = dict(data_preprocessor=dict(pad_size_divisor=64))
+        model = dict(sam_checkpoint=None, data_preprocessor=dict(pad_size_divisor=64))
         train_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))
         test_dataloader = dict(dataset=dict(data_root=data_root))
         test_evaluator = dict(ann_file=data_root + 'annotations/test.json')

@@ -12,7 +12,8 @@ from mmengine.structures import InstanceData
 from segment_anything.modeling import PromptEncoder
 from torch import Tensor
 
-from ..sam_parts import build_image_encoder, build_mask_decoder, resolve_sam_arch
+from ..sam_parts import (build_image_encoder, build_mask_decoder, decode_single_mask,
+                          resolve_sam_arch)
 
 
 @MODELS.register_module()
@@ -23,7 +24,8 @@ class BoxPromptedSAM(BaseDetector):
     - ``loss``: SAM's box-prompt training. Each GT box, jittered by Gaussian
       noise of ``box_noise`` times its width/height (as SAM simulates an
       imprecise user), prompts one single-mask prediction; BCE + Dice against
-      the GT mask at the padded input size. Used to pre-train a SAM for an
+      the GT mask at the padded input size, and MSE between the IoU head's
+      prediction and the mask's actual IoU. Used to pre-train a SAM for an
       arch without released weights, such as the CPU demo's tiny SAM.
     - ``predict``: the masks of the GT boxes, scored by SAM's IoU prediction
       (oracle-box segmentation: what CocoMetric reports is SAM's mask quality
@@ -40,7 +42,8 @@ class BoxPromptedSAM(BaseDetector):
         mask_in_chans: channels of the prompt encoder's mask-prompt branch.
         box_noise: std of the box jitter, as a fraction of the box's sides.
         max_prompts: at most this many GT boxes per image per step (random).
-        loss_mask, loss_dice: mmdet loss configs (sigmoid BCE and Dice).
+        loss_mask, loss_dice, loss_iou: mmdet loss configs (sigmoid BCE,
+            Dice, MSE of the IoU prediction).
     """
 
     def __init__(self,
@@ -56,6 +59,7 @@ class BoxPromptedSAM(BaseDetector):
                                         loss_weight=1.0),
                  loss_dice: dict = dict(type='DiceLoss', use_sigmoid=True, activate=True,
                                         naive_dice=True, loss_weight=1.0),
+                 loss_iou: dict = dict(type='MSELoss', loss_weight=1.0),
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -77,6 +81,7 @@ class BoxPromptedSAM(BaseDetector):
         self.max_prompts = max_prompts
         self.loss_mask = MODELS.build(loss_mask)
         self.loss_dice = MODELS.build(loss_dice)
+        self.loss_iou = MODELS.build(loss_iou)
 
     def extract_feat(self, batch_inputs: Tensor) -> Tensor:
         """SAM's image embeddings ``(B, D, img_size/16, img_size/16)``."""
@@ -87,16 +92,15 @@ class BoxPromptedSAM(BaseDetector):
                 f'and pad (data_preprocessor pad_size_divisor={self.img_size})')
         return self.image_encoder(batch_inputs)
 
-    def decode(self, embedding: Tensor, boxes: Tensor) -> Tuple[Tensor, Tensor]:
-        """Single-mask logits ``(N, 1, 4h, 4w)`` and IoU predictions ``(N,)`` of
-        one image's embedding ``(1, D, h, w)`` for boxes ``(N, 4)`` (xyxy, input
-        pixels)."""
-        sparse, dense = self.prompt_encoder(points=None, boxes=boxes, masks=None)
-        masks, iou = self.mask_decoder(
-            image_embeddings=embedding, image_pe=self.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-            multimask_output=False)
-        return masks, iou[:, 0]
+    def decode(self, embeddings: Tensor, boxes: Tensor,
+               img_inds: Tensor) -> Tuple[Tensor, Tensor]:
+        """Single-mask logits ``(N, 1, 4h, 4w)`` and IoU predictions ``(N,)``
+        for boxes ``(N, 4)`` (xyxy, input pixels) of images ``img_inds``, in
+        one decoder call for the whole batch."""
+        sparse, _ = self.prompt_encoder(points=None, boxes=boxes, masks=None)
+        return decode_single_mask(self.mask_decoder, embeddings, sparse, img_inds,
+                                  self.prompt_encoder.get_dense_pe(),
+                                  self.prompt_encoder.no_mask_embed.weight[0])
 
     def jitter(self, boxes: Tensor, img_shape: Tuple[int, int]) -> Tensor:
         """Boxes moved by N(0, box_noise * side) per coordinate, kept in the image."""
@@ -108,61 +112,67 @@ class BoxPromptedSAM(BaseDetector):
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
         embeddings = self.extract_feat(batch_inputs)
-        logits, targets = [], []
+        boxes, img_inds, targets = [], [], []
         for i, sample in enumerate(batch_data_samples):
             gt = sample.gt_instances
             if len(gt) == 0:
                 continue
             keep = torch.randperm(len(gt), device=batch_inputs.device)[:self.max_prompts]
-            boxes = self.jitter(get_box_tensor(gt.bboxes)[keep], sample.metainfo['img_shape'])
-            masks, _ = self.decode(embeddings[i:i + 1], boxes)
-            logits.append(F.interpolate(masks, size=batch_inputs.shape[-2:], mode='bilinear',
-                                        align_corners=False)[:, 0])
+            boxes.append(self.jitter(get_box_tensor(gt.bboxes)[keep],
+                                     sample.metainfo['img_shape']))
+            img_inds.append(torch.full_like(keep, i))
             targets.append(gt.masks.to_tensor(torch.float32, batch_inputs.device)[keep])
-        if not logits:  # no instance in the batch: zero loss on the whole graph
+        if not boxes:  # no instance in the batch: zero loss on the whole graph
             zero = embeddings.sum() * 0 + sum(p.sum() * 0 for p in self.parameters()
                                               if p.requires_grad)
-            return dict(loss_mask=zero, loss_dice=zero.clone())
-        logits, targets = torch.cat(logits), torch.cat(targets)
+            return dict(loss_mask=zero, loss_dice=zero.clone(), loss_iou=zero.clone())
+        masks, iou = self.decode(embeddings, torch.cat(boxes), torch.cat(img_inds))
+        logits = F.interpolate(masks, size=batch_inputs.shape[-2:], mode='bilinear',
+                               align_corners=False)[:, 0]
+        targets = torch.cat(targets)
         if targets.shape[-2:] != logits.shape[-2:]:
             raise ValueError(f'GT masks are {tuple(targets.shape[-2:])}, inputs '
                              f'{tuple(logits.shape[-2:])}: set pad_mask=True in the '
                              'data_preprocessor')
+        with torch.no_grad():
+            pred = (logits > 0).flatten(1)
+            gt = targets.flatten(1) > 0.5
+            actual_iou = (pred & gt).sum(1) / (pred | gt).sum(1).clamp(min=1)
         return dict(loss_mask=self.loss_mask(logits, targets),
-                    loss_dice=self.loss_dice(logits.flatten(1), targets.flatten(1)))
+                    loss_dice=self.loss_dice(logits.flatten(1), targets.flatten(1)),
+                    loss_iou=self.loss_iou(iou, actual_iou.to(iou.dtype)))
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
         embeddings = self.extract_feat(batch_inputs)
-        results: List[InstanceData] = []
+        boxes, img_inds = [], []
         for i, sample in enumerate(batch_data_samples):
             if 'gt_instances' not in sample or 'bboxes' not in sample.gt_instances:
                 raise ValueError('BoxPromptedSAM.predict segments the GT boxes: the test '
                                  'pipeline must load the annotations (LoadAnnotations)')
-            gt = sample.gt_instances
-            meta = sample.metainfo
             # test pipelines load boxes after Resize: they are in original pixels
-            ori_boxes = get_box_tensor(gt.bboxes).float()
-            boxes = scale_boxes(ori_boxes, meta['scale_factor'])
-            result = InstanceData(bboxes=ori_boxes if rescale else boxes, labels=gt.labels)
-            if len(gt) == 0:
-                h, w = meta['ori_shape'] if rescale else meta['img_shape']
-                result.scores = boxes.new_zeros(0)
-                result.masks = torch.zeros((0, h, w), dtype=torch.bool,
-                                           device=batch_inputs.device)
-                results.append(result)
-                continue
-            masks, iou = self.decode(embeddings[i:i + 1], boxes)
-            masks = F.interpolate(masks, size=batch_inputs.shape[-2:], mode='bilinear',
-                                  align_corners=False)
+            ori_boxes = get_box_tensor(sample.gt_instances.bboxes).float()
+            boxes.append(scale_boxes(ori_boxes, sample.metainfo['scale_factor']))
+            img_inds.append(torch.full((len(ori_boxes),), i, dtype=torch.long,
+                                       device=batch_inputs.device))
+        masks, iou = self.decode(embeddings, torch.cat(boxes), torch.cat(img_inds))
+        masks = F.interpolate(masks, size=batch_inputs.shape[-2:], mode='bilinear',
+                              align_corners=False)
+        results: List[InstanceData] = []
+        for sample, in_boxes, m, score in zip(batch_data_samples, boxes,
+                                              masks.split([len(b) for b in boxes]),
+                                              iou.split([len(b) for b in boxes])):
+            meta = sample.metainfo
             img_h, img_w = meta['img_shape'][:2]
-            masks = masks[..., :img_h, :img_w]
-            if rescale:
-                masks = F.interpolate(masks, size=meta['ori_shape'][:2], mode='bilinear',
-                                      align_corners=False)
-            result.masks = masks[:, 0] > 0
-            result.scores = iou.clamp(0, 1)
-            results.append(result)
+            m = m[..., :img_h, :img_w]
+            if rescale and len(m):
+                m = F.interpolate(m, size=meta['ori_shape'][:2], mode='bilinear',
+                                  align_corners=False)
+            elif rescale:
+                m = m.new_zeros((0, 1, *meta['ori_shape'][:2]))
+            bboxes = get_box_tensor(sample.gt_instances.bboxes).float() if rescale else in_boxes
+            results.append(InstanceData(bboxes=bboxes, labels=sample.gt_instances.labels,
+                                        scores=score.clamp(0, 1), masks=m[:, 0] > 0))
         return self.add_pred_to_datasample(batch_data_samples, results)
 
     def _forward(self, batch_inputs: Tensor,

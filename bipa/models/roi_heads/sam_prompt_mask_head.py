@@ -12,7 +12,7 @@ from mmengine.structures import InstanceData
 from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 from torch import Tensor
 
-from ..sam_parts import build_mask_decoder
+from ..sam_parts import build_mask_decoder, decode_single_mask
 
 
 @MODELS.register_module()
@@ -25,16 +25,17 @@ class SAMPromptMaskHead(BaseModule):
     tokens, and predicts single-mask logits at 1/4 of the input size. Training
     upsamples them to the padded input and applies pixel BCE against
     full-image GT masks (paper: BCE only; ``loss_dice`` optionally adds a Dice
-    term, which a decoder trained from scratch needs: on full images the
-    foreground is a few percent of the pixels and BCE alone learns "empty").
+    term: on full images the foreground is a few percent of the pixels, and
+    BCE alone favours "empty" masks where objects are small, as in the demo).
 
     Key names follow SAM's checkpoint: ``pe_layer`` is
     ``prompt_encoder.pe_layer``, ``mask_decoder`` is ``mask_decoder``, and the
     dense prompt's base embedding is ``prompt_encoder.no_mask_embed``.
 
     ``freeze_decoder=False`` trains SAM's decoder too. BiPA keeps it frozen
-    (the point is to prompt SAM's pre-trained decoder); only models without
-    SAM weights, such as the tiny CPU demo, need it trainable.
+    (the point is to prompt SAM's pre-trained decoder); only a model without
+    SAM weights would need it trainable (the demo pre-trains its tiny SAM
+    instead: see :class:`BoxPromptedSAM`).
     """
 
     def __init__(self, *,
@@ -91,12 +92,9 @@ class SAMPromptMaskHead(BaseModule):
         sparse prompts; ``img_inds``: ``(N,)`` image of each instance (default:
         all of image 0). ``dense_prompt`` (``(D,)``) defaults to the current rho.
 
-        The math of SAM's ``MaskDecoder.predict_masks`` restricted to its
-        single-mask output (mask token 0), for instances of several images in
-        one call: SAM's own method takes one image at a time and also runs the
-        three multi-mask hypernetworks and the IoU head, which BiPA discards.
+        SAM's decoder math for several images in one call
+        (:func:`decode_single_mask`); the IoU prediction is not used.
         """
-        decoder = self.mask_decoder
         n = tokens.shape[0]
         if img_inds is None:
             img_inds = tokens.new_zeros(n, dtype=torch.long)
@@ -104,16 +102,9 @@ class SAMPromptMaskHead(BaseModule):
             image_pe = self.image_pe(image_embeddings.shape[-2:])
         if dense_prompt is None:
             dense_prompt = self.dense_prompt()
-        dtype = image_embeddings.dtype
-        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
-        queries = torch.cat([output_tokens.expand(n, -1, -1).to(dtype), tokens.to(dtype)], dim=1)
-        src = image_embeddings[img_inds] + dense_prompt.to(dtype).view(1, -1, 1, 1)
-        pos = image_pe.to(dtype).expand(n, -1, -1, -1)
-        b, c, h, w = src.shape
-        hs, src = decoder.transformer(src, pos, queries)
-        upscaled = decoder.output_upscaling(src.transpose(1, 2).view(b, c, h, w))
-        hyper = decoder.output_hypernetworks_mlps[0](hs[:, 1, :])
-        return (hyper.unsqueeze(1) @ upscaled.flatten(2)).view(n, 1, *upscaled.shape[-2:])
+        masks, _ = decode_single_mask(self.mask_decoder, image_embeddings, tokens, img_inds,
+                                      image_pe, dense_prompt)
+        return masks
 
     def forward(self, roi_feats: Tensor, rois: Tensor, image_embeddings: Tensor) -> Tensor:
         """Low-res mask logits ``(N, 1, 4h, 4w)`` for RoIs ``(N, 5)`` of a batch."""

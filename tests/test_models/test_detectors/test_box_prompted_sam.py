@@ -30,7 +30,7 @@ def test_loss_trains_every_sam_part(sam_cfg, demo_batch):
     model.train()
     data = model.data_preprocessor(demo_batch(), True)
     losses = model(**data, mode='loss')
-    assert set(losses) == {'loss_mask', 'loss_dice'}
+    assert set(losses) == {'loss_mask', 'loss_dice', 'loss_iou'}
     loss = sum(losses.values())
     assert torch.isfinite(loss)
     loss.backward()
@@ -46,7 +46,7 @@ def test_few_steps_lower_the_loss(sam_cfg, demo_batch):
     data = model.data_preprocessor(demo_batch(), True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     first = None
-    for _ in range(15):
+    for _ in range(25):
         loss = sum(model(**data, mode='loss').values())
         first = loss.item() if first is None else first
         optimizer.zero_grad()
@@ -107,3 +107,22 @@ def test_wrong_input_size_is_refused(sam_cfg):
     model = build(sam_cfg)
     with pytest.raises(ValueError, match='pad_size_divisor=128'):
         model.extract_feat(torch.zeros(1, 3, 96, 128))
+
+
+def test_batched_decode_equals_segment_anything_per_image(sam_cfg):
+    torch.manual_seed(0)
+    model = build(sam_cfg)
+    model.eval()
+    embeddings = torch.randn(2, 32, 8, 8)
+    boxes = torch.tensor([[10., 20., 60., 90.], [0., 0., 127., 127.], [30., 5., 50., 40.]])
+    img_inds = torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        masks, iou = model.decode(embeddings, boxes, img_inds)
+        for k in range(3):
+            sparse, dense = model.prompt_encoder(points=None, boxes=boxes[k:k + 1], masks=None)
+            expected, expected_iou = model.mask_decoder(
+                image_embeddings=embeddings[img_inds[k]:img_inds[k] + 1],
+                image_pe=model.prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense, multimask_output=False)
+            torch.testing.assert_close(masks[k], expected[0], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(iou[k], expected_iou[0, 0], rtol=1e-5, atol=1e-5)
