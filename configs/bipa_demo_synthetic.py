@@ -21,13 +21,7 @@ model = dict(
     roi_head=dict(
         bbox_roi_extractor=dict(roi_layer=dict(sampling_ratio=2)),
         mask_roi_extractor=dict(roi_layer=dict(sampling_ratio=2)),
-        bbox_head=dict(num_classes=5),
-        # plus a Dice term (the paper: BCE only): on 128-px full-image masks the
-        # foreground is a few percent of the pixels, and with BCE alone the
-        # prompt generator learns slower (segm mAP 0.018 vs 0.023, 700 iters)
-        mask_head=dict(
-            loss_dice=dict(type='DiceLoss', use_sigmoid=True, activate=True, naive_dice=True,
-                           loss_weight=1.0))),
+        bbox_head=dict(num_classes=5)),
     # fewer proposals and RoIs than at 1024 px: CPU time goes to RoIAlign
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=600, max_per_img=300),

@@ -123,7 +123,7 @@ def main():
     images = sorted(glob.glob(osp.join(DATA, 'test', '*.jpg')))[:4]
     vis_dir = osp.join(args.work_dir, 'demo_predictions')
     load_tool('infer').main([CONFIG, checkpoint, *images, '--out-dir', vis_dir,
-                             '--score-thr', '0.1'])
+                             '--score-thr', '0.3'])
 
     minutes = (time.time() - start) / 60
     summary = {
