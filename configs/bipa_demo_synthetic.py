@@ -1,7 +1,8 @@
 # The demo: the whole BiPA pipeline (adapters, FAI, SAM prompt head, the
 # bilevel loop with its Optuna search) with a tiny SAM on the synthetic
 # underwater dataset, sized to train and evaluate on a laptop CPU.
-# `make demo` generates the data, trains, tests and draws a few predictions.
+# `make demo` generates the data, pre-trains the tiny SAM, trains, tests and
+# draws a few predictions.
 _base_ = [
     './_base_/models/bipa_vit-tiny.py', './_base_/datasets/synthetic_underwater.py',
     './_base_/schedules/bilevel_paper.py', './_base_/default_runtime.py'
