@@ -4,7 +4,7 @@
 # `make demo` generates the data, pre-trains the tiny SAM, trains, tests and
 # draws a few predictions.
 _base_ = [
-    './_base_/models/bipa_vit-tiny.py', './_base_/datasets/synthetic_underwater.py',
+    './_base_/models/bipa_vit-tiny.py', './_base_/datasets/synthetic_underwater_demo.py',
     './_base_/schedules/bilevel_paper.py', './_base_/default_runtime.py'
 ]
 
@@ -28,15 +28,6 @@ model = dict(
         rpn_proposal=dict(nms_pre=600, max_per_img=300),
         rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(rpn=dict(nms_pre=600, max_per_img=300)))
-
-# the demo's data: tools/demo.py generates it (objects at least 0.3 of the side)
-data_root = 'data/synthetic_underwater_demo/'
-train_dataloader = dict(
-    sampler=dict(type='InfiniteSampler', shuffle=True), dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
-test_dataloader = dict(dataset=dict(data_root=data_root))
-val_evaluator = dict(ann_file=data_root + 'annotations/val.json')
-test_evaluator = dict(ann_file=data_root + 'annotations/test.json')
 
 optim_wrapper = dict(
     _delete_=True,

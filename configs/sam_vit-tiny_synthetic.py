@@ -4,7 +4,7 @@
 # the demo's sam_checkpoint. Validation reports oracle-box segm mAP (SAM's masks
 # for the GT boxes).
 _base_ = [
-    './_base_/models/bipa_vit-tiny.py', './_base_/datasets/synthetic_underwater.py',
+    './_base_/models/bipa_vit-tiny.py', './_base_/datasets/synthetic_underwater_demo.py',
     './_base_/default_runtime.py'
 ]
 
@@ -23,13 +23,8 @@ model = dict(
         pad_size_divisor=128,  # SAM pads every input to its img_size square
         pad_mask=True))
 
-data_root = 'data/synthetic_underwater_demo/'
-train_dataloader = dict(
-    sampler=dict(type='InfiniteSampler', shuffle=True), dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
-test_dataloader = dict(dataset=dict(data_root=data_root))
-val_evaluator = dict(ann_file=data_root + 'annotations/val.json', metric='segm')
-test_evaluator = dict(ann_file=data_root + 'annotations/test.json', metric='segm')
+val_evaluator = dict(metric='segm')  # oracle boxes: only the masks are scored
+test_evaluator = dict(metric='segm')
 
 max_iters = 3000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
