@@ -136,8 +136,8 @@ class BoxPromptedSAM(BaseDetector):
                              'data_preprocessor')
         with torch.no_grad():
             pred = (logits > 0).flatten(1)
-            gt = targets.flatten(1) > 0.5
-            actual_iou = (pred & gt).sum(1) / (pred | gt).sum(1).clamp(min=1)
+            true = targets.flatten(1) > 0.5
+            actual_iou = (pred & true).sum(1) / (pred | true).sum(1).clamp(min=1)
         return dict(loss_mask=self.loss_mask(logits, targets),
                     loss_dice=self.loss_dice(logits.flatten(1), targets.flatten(1)),
                     loss_iou=self.loss_iou(iou, actual_iou.to(iou.dtype)))
@@ -145,23 +145,23 @@ class BoxPromptedSAM(BaseDetector):
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
         embeddings = self.extract_feat(batch_inputs)
-        boxes, img_inds = [], []
+        ori_boxes, boxes, img_inds = [], [], []
         for i, sample in enumerate(batch_data_samples):
             if 'gt_instances' not in sample or 'bboxes' not in sample.gt_instances:
                 raise ValueError('BoxPromptedSAM.predict segments the GT boxes: the test '
                                  'pipeline must load the annotations (LoadAnnotations)')
             # test pipelines load boxes after Resize: they are in original pixels
-            ori_boxes = get_box_tensor(sample.gt_instances.bboxes).float()
-            boxes.append(scale_boxes(ori_boxes, sample.metainfo['scale_factor']))
-            img_inds.append(torch.full((len(ori_boxes),), i, dtype=torch.long,
+            ori_boxes.append(get_box_tensor(sample.gt_instances.bboxes).float())
+            boxes.append(scale_boxes(ori_boxes[-1], sample.metainfo['scale_factor']))
+            img_inds.append(torch.full((len(boxes[-1]),), i, dtype=torch.long,
                                        device=batch_inputs.device))
         masks, iou = self.decode(embeddings, torch.cat(boxes), torch.cat(img_inds))
         masks = F.interpolate(masks, size=batch_inputs.shape[-2:], mode='bilinear',
                               align_corners=False)
         results: List[InstanceData] = []
-        for sample, in_boxes, m, score in zip(batch_data_samples, boxes,
-                                              masks.split([len(b) for b in boxes]),
-                                              iou.split([len(b) for b in boxes])):
+        sizes = [len(b) for b in boxes]
+        for sample, in_boxes, out_boxes, m, score in zip(
+                batch_data_samples, boxes, ori_boxes, masks.split(sizes), iou.split(sizes)):
             meta = sample.metainfo
             img_h, img_w = meta['img_shape'][:2]
             m = m[..., :img_h, :img_w]
@@ -170,8 +170,8 @@ class BoxPromptedSAM(BaseDetector):
                                   align_corners=False)
             elif rescale:
                 m = m.new_zeros((0, 1, *meta['ori_shape'][:2]))
-            bboxes = get_box_tensor(sample.gt_instances.bboxes).float() if rescale else in_boxes
-            results.append(InstanceData(bboxes=bboxes, labels=sample.gt_instances.labels,
+            results.append(InstanceData(bboxes=out_boxes if rescale else in_boxes,
+                                        labels=sample.gt_instances.labels,
                                         scores=score.clamp(0, 1), masks=m[:, 0] > 0))
         return self.add_pred_to_datasample(batch_data_samples, results)
 
