@@ -92,7 +92,11 @@ class BilevelLoop(IterBasedTrainLoop):
         self.loaded_state: Optional[dict] = None
 
         if isinstance(dataloader, dict) and holdout is not None:
-            pipeline = self.search_cfg.get('pipeline') or self._default_search_pipeline(runner)
+            pipeline = self.search_cfg.get('pipeline')
+            self._search_source = ('D_val (pipeline train_cfg.search.pipeline)' if pipeline else
+                                   'D_val (pipeline of val_dataloader, annotations loaded '
+                                   'before resizing)')
+            pipeline = pipeline or self._default_search_pipeline(runner)
             self._val_dataset_cfg = dict(
                 type='HoldoutSplit', part='holdout', **holdout,
                 dataset=dict(copy.deepcopy(dataloader['dataset']), pipeline=pipeline))
@@ -124,17 +128,30 @@ class BilevelLoop(IterBasedTrainLoop):
 
     @staticmethod
     def _default_search_pipeline(runner) -> list:
-        """D_val is read with the validation (or test) pipeline, which must load
-        GT masks."""
-        loaders = [runner.cfg.get(k) for k in ('val_dataloader', 'test_dataloader')]
-        pipeline = next((d['dataset'].get('pipeline') for d in loaders if d), None)
-        loads_masks = any(t.get('type') == 'LoadAnnotations' and t.get('with_mask')
-                          for t in pipeline or [])
-        if not loads_masks:
+        """D_val's pipeline: the validation (or test) pipeline with its
+        ``LoadAnnotations`` moved right after the image is loaded, so that every
+        later transform (``Resize``, ``Pad``) scales the GT boxes and masks with
+        the image. (mmdet's test pipelines load annotations after ``Resize``:
+        CocoMetric reads GT from the json, at the original scale.)"""
+        for key in ('val_dataloader', 'test_dataloader'):
+            loader = runner.cfg.get(key)
+            if loader:
+                break
+        pipeline = copy.deepcopy(loader['dataset'].get('pipeline') or []) if loader else []
+        def image_loader():
+            return next((i for i, t in enumerate(pipeline)
+                         if 'LoadImage' in str(t.get('type'))), None)
+
+        loads = [i for i, t in enumerate(pipeline) if t.get('type') == 'LoadAnnotations'
+                 and t.get('with_bbox', True) and t.get('with_mask')]
+        if not loads or image_loader() is None:
             raise ValueError('the prompt search reads D_val with the pipeline of '
-                             'val_dataloader (or test_dataloader), which must contain '
-                             'LoadAnnotations(with_mask=True); or set train_cfg.search.pipeline')
-        return copy.deepcopy(pipeline)
+                             'val_dataloader (or test_dataloader), which must load the image '
+                             'and LoadAnnotations(with_bbox=True, with_mask=True); or set '
+                             'train_cfg.search.pipeline')
+        annotations = pipeline.pop(loads[0])
+        pipeline.insert(image_loader() + 1, annotations)
+        return pipeline
 
     @property
     def detector(self):
@@ -249,6 +266,7 @@ class BilevelLoop(IterBasedTrainLoop):
         wrapper = self.runner.optim_wrapper
         dtype = wrapper.cast_dtype if isinstance(wrapper, AmpOptimWrapper) else None
         return MaskObjective(self.runner.model, loader, cache=cfg.get('cache', True),
+                             source=self._search_source,
                              autocast_dtype=dtype)
 
     def _run_search(self, round_idx: int) -> None:

@@ -1,6 +1,7 @@
 from .backbones import *  # noqa: F401,F403
 from .detectors import *  # noqa: F401,F403
 from .layers import DensePrompt  # noqa: F401
+from .mask_prompts import MaskPrompts  # noqa: F401
 from .necks import *  # noqa: F401,F403
 from .prompted_features import PromptedFeatures  # noqa: F401
 from .roi_heads import *  # noqa: F401,F403

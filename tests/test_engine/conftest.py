@@ -1,4 +1,6 @@
 import copy
+import json
+import shutil
 
 import pytest
 from mmengine.config import Config
@@ -47,3 +49,32 @@ def loop_cfg(tiny_data, tmp_path):
         cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
         return cfg
     return make
+
+
+@pytest.fixture(scope='session')
+def mixed_size_data(tmp_path_factory):
+    """A training split of 96x64 (W x H) and 200x150 images: the demo pipeline
+    resizes them up and down to 128 on the longer side, so GT at the original
+    scale and GT at the model's input scale differ."""
+    root = tmp_path_factory.mktemp('mixed')
+    images, annotations, categories = [], [], None
+    (root / 'train').mkdir()
+    for part, size in (('a', (64, 96)), ('b', (150, 200))):
+        src = root / f'src_{part}'
+        generate_synthetic_dataset(src, splits=dict(train=4), image_size=size, seed=2,
+                                   progress=False)
+        coco = json.loads((src / 'annotations' / 'train.json').read_text())
+        categories = coco['categories']
+        id_map = {}
+        for img in coco['images']:
+            id_map[img['id']] = len(images) + 1
+            name = f'{part}_{img["file_name"]}'
+            shutil.copy(src / 'train' / img['file_name'], root / 'train' / name)
+            images.append(dict(img, id=id_map[img['id']], file_name=name))
+        for ann in coco['annotations']:
+            annotations.append(dict(ann, id=len(annotations) + 1,
+                                    image_id=id_map[ann['image_id']]))
+    (root / 'annotations').mkdir()
+    (root / 'annotations' / 'train.json').write_text(json.dumps(
+        dict(images=images, annotations=annotations, categories=categories)))
+    return root

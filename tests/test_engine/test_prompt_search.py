@@ -35,7 +35,7 @@ def test_f_is_deterministic_and_cached_equals_uncached(objective_parts):
     assert np.array_equal(np.random.get_state()[1], rng[1])
     assert runner.model.training
     cached.free()
-    assert cached._items is None
+    assert cached.batches is None
 
 
 def test_dval_is_held_out_of_train_and_never_the_test_split(objective_parts, tiny_data):

@@ -305,18 +305,18 @@ def dtype_name(dtype: Optional[torch.dtype]) -> str:
 
 
 class PositiveCounter:
-    """Counts, per image, the RoIs that the mask head gets in training (the
-    sampler's positives)."""
+    """Counts, per image, the RoIs that the mask branch gets in training (the
+    sampler's positives), at its RoI extractor."""
 
-    def __init__(self, mask_head) -> None:
+    def __init__(self, mask_roi_extractor) -> None:
         self.active = False
         self._records: List[tuple] = []
-        self._handle = mask_head.register_forward_hook(self._hook)
+        self._handle = mask_roi_extractor.register_forward_hook(self._hook)
 
     def _hook(self, module, args, output) -> None:
         if self.active and module.training:  # keep the ids, count later: no sync here
-            rois, embeddings = args[1], args[2]
-            self._records.append((rois[:, 0].detach(), embeddings.shape[0]))
+            feats, rois = args[0], args[1]
+            self._records.append((rois[:, 0].detach(), feats[0].shape[0]))
 
     @property
     def steps(self) -> List[List[int]]:
@@ -386,6 +386,7 @@ def phase_parts(model, batch, meter: Meter, args, amp_dtype, positives: List[int
             model.local_backbone(inputs)
     parts['resnet_fwd'] = meter.time(resnet, args.warmup, args.steps)
 
+    from bipa.models import MaskPrompts
     mask_head = model.roi_head.mask_head
     with torch.no_grad(), autocast(device, amp_dtype):
         embeddings = model.backbone(inputs)[0].detach()
@@ -402,8 +403,10 @@ def phase_parts(model, batch, meter: Meter, args, amp_dtype, positives: List[int
     def decoder(arg):
         emb, tokens = arg
         with autocast(device, amp_dtype):
-            logits = [mask_head.decode(emb[i:i + 1], t) for i, t in enumerate(tokens)
-                      if t.shape[0]]
+            logits = [mask_head.decode(MaskPrompts(
+                image_embeddings=emb[i:i + 1], image_pe=mask_head.image_pe(emb.shape[-2:]),
+                tokens=t, img_inds=t.new_zeros(t.shape[0], dtype=torch.long)))
+                for i, t in enumerate(tokens) if t.shape[0]]
             loss = sum(x.float().sum() for x in logits)
         if torch.is_tensor(loss) and loss.requires_grad:
             loss.backward()
@@ -549,7 +552,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     with torch.no_grad():  # what the model really gets
         shape = model.data_preprocessor(copy.deepcopy(batch), True)['inputs'].shape
     results['model_input_shape'] = list(shape)
-    counter = PositiveCounter(model.roi_head.mask_head)
+    counter = PositiveCounter(model.roi_head.mask_roi_extractor)
     try:
         results['train'] = phase_train(model, wrapper, batch, meter, args, counter)
     finally:

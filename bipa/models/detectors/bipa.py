@@ -1,15 +1,17 @@
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
+from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.logging import MessageHub
 from torch import Tensor
 
 from ..layers.dense_prompt import DensePrompt
+from ..mask_prompts import MaskPrompts
 from ..prompted_features import PromptedFeatures
 from ..sam_checkpoint import load_sam_checkpoint
 
@@ -83,6 +85,26 @@ class BiPA(TwoStageDetector):
                 + f'; images: {getattr(self, "_loss_images", "?")}. Lower the learning rate, '
                 'check these images and their annotations, or train in bf16 rather than fp16.')
         return loss, log_vars
+
+    # --- the mask branch, shared by training, inference and the prompt search --
+
+    def mask_prompts(self, batch_inputs: Tensor, batch_data_samples: SampleList,
+                     boxes: Sequence[Tensor]) -> MaskPrompts:
+        """SAM decoder inputs for ``boxes`` (per image ``(n_i, 4)`` xyxy in input
+        pixels): the same features, positional encoding, RoI extractor and
+        prompt generator as the RoI head's mask branch."""
+        x = self.roi_head.add_positional_encoding(self.extract_feat(batch_inputs),
+                                                  batch_data_samples)
+        return self.roi_head.mask_prompts(x, bbox2roi(list(boxes)))
+
+    def mask_logits(self, prompts: MaskPrompts, size: Sequence[int], *,
+                    group_weights: Optional[Sequence[float]] = None) -> Tensor:
+        """Float32 mask logits ``(N, H, W)`` at the padded input size ``size``,
+        as the mask loss sees them, under the dense prompt that
+        ``group_weights`` give (default: the current rho)."""
+        head = self.roi_head.mask_head
+        rho = None if group_weights is None else head.dense_prompt.prompt_for(group_weights)
+        return head.upsample(head.decode(prompts, dense_prompt=rho), size)
 
     def extract_feat(self, batch_inputs: Tensor) -> PromptedFeatures:
         image_embeddings, hidden_states = self.backbone(batch_inputs)

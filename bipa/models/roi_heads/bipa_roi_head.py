@@ -8,6 +8,7 @@ from mmdet.structures import SampleList
 from mmdet.utils import InstanceList
 from torch import Tensor
 
+from ..mask_prompts import MaskPrompts
 from ..prompted_features import PromptedFeatures
 
 
@@ -68,12 +69,18 @@ class BiPARoIHead(StandardRoIHead):
         return super().forward(self.add_positional_encoding(x, batch_data_samples),
                                rpn_results_list, batch_data_samples)
 
+    def mask_prompts(self, x: PromptedFeatures, rois: Tensor) -> MaskPrompts:
+        """SAM decoder inputs for RoIs ``(N, 5)``, from levels that went through
+        :meth:`add_positional_encoding`. The one mask-branch path: training,
+        inference and the prompt search (:meth:`BiPA.mask_prompts`) use it."""
+        mask_feats = self.mask_roi_extractor(x[:self.mask_roi_extractor.num_inputs], rois)
+        return self.mask_head.prompts(mask_feats, rois, x.image_embeddings)
+
     def _mask_forward(self, x: PromptedFeatures, rois: Tensor = None,
                       pos_inds: Optional[Tensor] = None,
                       bbox_feats: Optional[Tensor] = None) -> dict:
         if rois is None:
             raise ValueError('BiPARoIHead needs its own mask RoI extractor '
                              '(share_roi_extractor is not supported)')
-        mask_feats = self.mask_roi_extractor(x[:self.mask_roi_extractor.num_inputs], rois)
-        mask_preds = self.mask_head(mask_feats, rois, x.image_embeddings)
-        return dict(mask_preds=mask_preds, mask_feats=mask_feats)
+        prompts = self.mask_prompts(x, rois)
+        return dict(mask_preds=self.mask_head.decode(prompts), mask_prompts=prompts)

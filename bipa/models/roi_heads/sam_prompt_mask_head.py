@@ -12,6 +12,7 @@ from mmengine.structures import InstanceData
 from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 from torch import Tensor
 
+from ..mask_prompts import MaskPrompts
 from ..sam_parts import build_mask_decoder, decode_single_mask
 
 
@@ -82,36 +83,40 @@ class SAMPromptMaskHead(BaseModule):
         """SAM's dense positional encoding ``(1, D, h, w)`` of an embedding grid."""
         return self.pe_layer(tuple(size)).unsqueeze(0)
 
-    def decode(self, image_embeddings: Tensor, tokens: Tensor,
-               img_inds: Optional[Tensor] = None, *,
-               image_pe: Optional[Tensor] = None,
-               dense_prompt: Optional[Tensor] = None) -> Tensor:
-        """Low-res single-mask logits ``(N, 1, 4h, 4w)`` for ``N`` instances.
+    def prompts(self, roi_feats: Tensor, rois: Tensor, image_embeddings: Tensor) -> MaskPrompts:
+        """The decoder's inputs for RoIs ``(N, 5)`` of a batch: sparse tokens from
+        their RoI features ``(N, C, S, S)``, the image embeddings and SAM's PE."""
+        return MaskPrompts(image_embeddings=image_embeddings,
+                           image_pe=self.image_pe(image_embeddings.shape[-2:]),
+                           tokens=self.prompt_generator(roi_feats), img_inds=rois[:, 0].long())
 
-        ``image_embeddings``: ``(B, D, h, w)``; ``tokens``: ``(N, T, D)``
-        sparse prompts; ``img_inds``: ``(N,)`` image of each instance (default:
-        all of image 0). ``dense_prompt`` (``(D,)``) defaults to the current rho.
+    def decode(self, prompts: MaskPrompts, *, dense_prompt: Optional[Tensor] = None) -> Tensor:
+        """Low-res single-mask logits ``(N, 1, 4h, 4w)``.
 
-        SAM's decoder math for several images in one call
-        (:func:`decode_single_mask`); the IoU prediction is not used.
+        ``dense_prompt`` (``(D,)``) defaults to the current rho. SAM's decoder
+        math for several images in one call (:func:`decode_single_mask`); the
+        IoU prediction is not used.
         """
-        n = tokens.shape[0]
-        if img_inds is None:
-            img_inds = tokens.new_zeros(n, dtype=torch.long)
-        if image_pe is None:
-            image_pe = self.image_pe(image_embeddings.shape[-2:])
+        if len(prompts) == 0:
+            h, w = prompts.image_embeddings.shape[-2:]
+            return prompts.tokens.new_zeros((0, 1, 4 * h, 4 * w))
         if dense_prompt is None:
             dense_prompt = self.dense_prompt()
-        masks, _ = decode_single_mask(self.mask_decoder, image_embeddings, tokens, img_inds,
-                                      image_pe, dense_prompt)
+        masks, _ = decode_single_mask(self.mask_decoder, prompts.image_embeddings,
+                                      prompts.tokens, prompts.img_inds, prompts.image_pe,
+                                      dense_prompt)
         return masks
 
     def forward(self, roi_feats: Tensor, rois: Tensor, image_embeddings: Tensor) -> Tensor:
         """Low-res mask logits ``(N, 1, 4h, 4w)`` for RoIs ``(N, 5)`` of a batch."""
-        tokens = self.prompt_generator(roi_feats)
-        if rois.shape[0] == 0:
-            return roi_feats.new_zeros((0, 1, *(4 * s for s in image_embeddings.shape[-2:])))
-        return self.decode(image_embeddings, tokens, rois[:, 0].long())
+        return self.decode(self.prompts(roi_feats, rois, image_embeddings))
+
+    @staticmethod
+    def upsample(mask_preds: Tensor, size: Sequence[int]) -> Tensor:
+        """Low-res logits ``(N, 1, h', w')`` -> float32 logits ``(N, H, W)`` at the
+        padded input size, where the loss compares them with the GT masks."""
+        return F.interpolate(mask_preds.float(), size=tuple(size), mode='bilinear',
+                             align_corners=False).squeeze(1)
 
     # --- training -------------------------------------------------------------
 
@@ -140,8 +145,7 @@ class SAMPromptMaskHead(BaseModule):
         if targets.shape[0] == 0:  # keep every trainable parameter in the graph
             loss = mask_preds.sum() * 0
         else:
-            logits = F.interpolate(mask_preds.float(), size=targets.shape[-2:],
-                                   mode='bilinear', align_corners=False).squeeze(1)
+            logits = self.upsample(mask_preds, targets.shape[-2:])
             loss = self.loss_mask(logits, targets)
         losses = dict(loss_mask=loss)
         if self.loss_dice is not None:

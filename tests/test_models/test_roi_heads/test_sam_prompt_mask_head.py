@@ -1,5 +1,6 @@
 import torch
 
+from bipa.models import MaskPrompts
 from bipa.models.roi_heads import SAMPromptMaskHead
 
 
@@ -15,7 +16,8 @@ def test_batched_single_mask_decode_equals_segment_anything():
     img_inds = torch.tensor([0, 2, 2, 1, 0, 2, 1])
     pe = head.image_pe((6, 5))
     rho = head.dense_prompt()
-    ours = head.decode(embeddings, tokens, img_inds)
+    ours = head.decode(MaskPrompts(image_embeddings=embeddings, image_pe=pe, tokens=tokens,
+                                   img_inds=img_inds))
     for i in range(7):
         expected, _ = head.mask_decoder.predict_masks(
             image_embeddings=embeddings[img_inds[i]:img_inds[i] + 1], image_pe=pe,

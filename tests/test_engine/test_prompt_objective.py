@@ -1,0 +1,127 @@
+"""f is scored at the model's input scale, through the training mask path."""
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmdet.registry import DATASETS
+from mmengine.dataset import pseudo_collate
+from mmengine.runner import Runner
+from pycocotools import mask as mask_utils
+
+from bipa.engine.prompt_objective import unpack_bits
+
+HOLDOUT = dict(count=4, seed=0)
+# mmdet's training order: annotations first, so that Resize scales them too
+REFERENCE_PIPELINE = [
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+
+
+@pytest.fixture
+def mixed_loop(loop_cfg, mixed_size_data):
+    cfg = loop_cfg()
+    cfg.train_dataloader.dataset.data_root = str(mixed_size_data) + '/'
+    cfg.train_cfg.holdout = HOLDOUT
+    cfg.train_cfg.search.batch_size = 3  # batches of one and of several sizes
+    cfg.model.data_preprocessor.pad_size_divisor = 64
+    runner = Runner.from_cfg(cfg)
+    runner._train_loop = runner.build_train_loop(runner._train_loop)
+    runner.model.init_weights()
+    with torch.no_grad():  # logits far from 0, so that f depends on the targets
+        runner.model.roi_head.mask_head.mask_decoder.output_hypernetworks_mlps[0] \
+            .layers[-1].weight.mul_(30)
+    return runner, runner.train_loop
+
+
+def reference_batch(runner):
+    """D_val's images and GT through mmdet's training-order pipeline, as one
+    padded batch with the GT masks padded by the data preprocessor."""
+    dataset_cfg = runner.cfg.train_dataloader.dataset
+    dataset = DATASETS.build(dict(type='HoldoutSplit', part='holdout', **HOLDOUT,
+                                  dataset=dict(dataset_cfg, pipeline=REFERENCE_PIPELINE)))
+    data = pseudo_collate([dataset[i] for i in range(len(dataset))])
+    return runner.model.data_preprocessor(data, True)
+
+
+def test_dval_mixes_image_sizes(mixed_loop):
+    runner, loop = mixed_loop
+    dataset = loop.build_objective().dataloader.dataset
+    shapes = {tuple(dataset[i]['data_samples'].ori_shape) for i in range(len(dataset))}
+    assert shapes == {(64, 96), (150, 200)}
+
+
+def test_f_at_identity_is_the_training_mask_loss(mixed_loop):
+    """f(identity) equals loss_mask of the RoI head's training path, with the
+    GT boxes as positive RoIs, in eval mode, on GT at the model's input scale."""
+    runner, loop = mixed_loop
+    model = runner.model
+    f = loop.build_objective()([1.0] * model.dense_prompt.num_groups)
+
+    data = reference_batch(runner)
+    samples = data['data_samples']
+    gts = [s.gt_instances for s in samples]
+    sampling = [SimpleNamespace(pos_priors=gt.bboxes,
+                                pos_assigned_gt_inds=torch.arange(len(gt))) for gt in gts]
+    model.eval()
+    with torch.no_grad():
+        x = model.roi_head.add_positional_encoding(model.extract_feat(data['inputs']), samples)
+        loss = model.roi_head.mask_loss(x, sampling, None, gts)['loss_mask']['loss_mask']
+    assert f == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_targets_are_the_gt_masks_rescaled_to_the_input(mixed_loop):
+    runner, loop = mixed_loop
+    objective = loop.build_objective()
+    objective.prepare()
+    targets = torch.cat([unpack_bits(b.targets, b.size) for b in objective.batches]).bool()
+
+    # independently: decode each GT mask of the json and resize it as the image was
+    dataset = objective.dataloader.dataset
+    expected = []
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        sample = dataset[i]['data_samples']
+        img_h, img_w = sample.img_shape
+        for inst in info['instances']:
+            rle = inst['mask']
+            ori_h, ori_w = sample.ori_shape
+            if isinstance(rle['counts'], str):
+                rle = dict(rle, counts=rle['counts'].encode())
+            mask = mask_utils.decode(rle)
+            assert mask.shape == (ori_h, ori_w)
+            resized = cv2.resize(mask, (img_w, img_h), interpolation=cv2.INTER_NEAREST)
+            expected.append(np.pad(resized, ((0, 128 - img_h), (0, 128 - img_w))))
+    expected = torch.from_numpy(np.stack(expected)).bool()
+    assert targets.shape == expected.shape
+    inter = (targets & expected).flatten(1).sum(1).float()
+    union = (targets | expected).flatten(1).sum(1).float()
+    iou = inter / union
+    assert iou.min() > 0.99, iou
+
+
+def test_gt_at_another_scale_is_refused(loop_cfg, mixed_size_data):
+    cfg = loop_cfg()
+    cfg.train_dataloader.dataset.data_root = str(mixed_size_data) + '/'
+    cfg.train_cfg.holdout = HOLDOUT
+    # mmdet's test order: Resize before LoadAnnotations leaves the GT at the original scale
+    cfg.train_cfg.search.pipeline = [REFERENCE_PIPELINE[0], REFERENCE_PIPELINE[2],
+                                     REFERENCE_PIPELINE[1], REFERENCE_PIPELINE[3]]
+    runner = Runner.from_cfg(cfg)
+    runner._train_loop = runner.build_train_loop(runner._train_loop)
+    with pytest.raises(ValueError, match=r'train_cfg\.search\.pipeline.*not at the model input '
+                                         r'scale.*LoadAnnotations'):
+        runner.train_loop.build_objective().prepare()
+
+
+def test_default_search_pipeline_loads_annotations_before_resizing(mixed_loop):
+    runner, loop = mixed_loop
+    types = [t['type'] for t in loop._default_search_pipeline(runner)]
+    assert types.index('LoadAnnotations') < types.index('Resize')
+    test_types = [t['type'] for t in runner.cfg.test_dataloader.dataset.pipeline]
+    assert test_types.index('LoadAnnotations') > test_types.index('Resize')  # mmdet's order
