@@ -14,6 +14,7 @@ from ..layers import BlockAdapter, rel_pos_attention
 from ..sam_parts import build_image_encoder, resolve_sam_arch
 
 GRAD_MODES = ('residual', 'checkpoint', 'exact')
+MLP_ADAPTER_INPUTS = ('pre_norm', 'post_norm')
 
 
 @MODELS.register_module()
@@ -51,6 +52,9 @@ class SAMViTAdapter(BaseModule):
         adapter_ratio: bottleneck width as a fraction of the embedding dim.
         mlp_adapter_scale: scale of the MLP adapter (0.5 in the paper).
         use_space_adapter: add the space adapter (authors use it on USIS10K).
+        mlp_adapter_input: what the MLP adapter reads, in parallel with the
+            block MLP: ``'pre_norm'`` the residual stream before ``norm2`` (the
+            authors' code) or ``'post_norm'`` the MLP's own normalised input.
         grad_mode: see above.
     """
 
@@ -62,6 +66,7 @@ class SAMViTAdapter(BaseModule):
                  adapter_ratio: float = 0.25,
                  mlp_adapter_scale: float = 0.5,
                  use_space_adapter: bool = False,
+                 mlp_adapter_input: str = 'pre_norm',
                  grad_mode: str = 'residual',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -81,6 +86,10 @@ class SAMViTAdapter(BaseModule):
         if grad_mode not in GRAD_MODES:
             raise ValueError(f'grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}')
         self.grad_mode = grad_mode
+        if mlp_adapter_input not in MLP_ADAPTER_INPUTS:
+            raise ValueError(f'mlp_adapter_input must be one of {MLP_ADAPTER_INPUTS}, '
+                             f'got {mlp_adapter_input!r}')
+        self.mlp_adapter_input = mlp_adapter_input
         self.adapters = nn.ModuleDict({
             str(i): BlockAdapter(arch_cfg['embed_dim'], ratio=adapter_ratio,
                                  mlp_scale=mlp_adapter_scale, use_space=use_space_adapter)
@@ -132,10 +141,9 @@ class SAMViTAdapter(BaseModule):
         with torch.set_grad_enabled(exact and torch.is_grad_enabled()):
             n = block.norm2(x)
             m = block.mlp(n)
-        x = x + m
         if adapter is not None:
-            x = x + adapter.mlp(n)
-        return x
+            m = m + adapter.mlp(x if self.mlp_adapter_input == 'pre_norm' else n)
+        return x + m
 
     def _pos_embed(self, hw: Tuple[int, int]) -> torch.Tensor:
         pos = self.encoder.pos_embed

@@ -44,8 +44,9 @@ class BlockAdapter(nn.Module):
 
     ``attn(h)`` post-processes the attention output before its residual add:
     optional space adapter (bottleneck with skip), then the colour adapter.
-    ``mlp(n)`` is the MLP adapter, applied in parallel with the block MLP to
-    the same normalised input ``n`` and scaled by ``mlp_scale`` (0.5).
+    ``mlp(x)`` is the MLP adapter, applied in parallel with the block MLP and
+    scaled by ``mlp_scale`` (0.5); the backbone chooses its input (the
+    residual stream or the MLP's normalised input).
     """
 
     def __init__(self, dim: int, *, ratio: float = 0.25, mlp_scale: float = 0.5,
@@ -61,5 +62,5 @@ class BlockAdapter(nn.Module):
             h = self.space(h)
         return self.color(h)
 
-    def mlp(self, n: torch.Tensor) -> torch.Tensor:
-        return self.mlp_adapter(n)
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp_adapter(x)

@@ -20,15 +20,16 @@ from ..layers.ema import EMA
 from ..layers.norm import LayerNorm2d
 
 FUSIONS = ('fai', 'sum')
+MULTISCALE_CONVS = ('full', 'depthwise')
 
 
 class MultiScaleConv(nn.Module):
-    """1x1 projection, then the sum of parallel depthwise KxK convs, BN, GELU.
+    """1x1 projection + BN + GELU, then the sum of parallel KxK convs, BN, GELU.
 
-    The KxK convs are depthwise (one filter per channel): after the 1x1
-    projection the spatial mixing only needs to widen the receptive field,
-    and full 3x3/5x5/7x7 convs at 256 channels would cost ~5.4M parameters
-    per level against ~21K depthwise.
+    ``conv='full'`` (the authors' code) makes the KxK convs dense: ~5.4M
+    parameters per level at 256 channels for 3/5/7; ``'depthwise'`` uses one
+    filter per channel (~21K), widening the receptive field without mixing
+    channels again after the projection.
     """
 
     def __init__(self,
@@ -36,13 +37,19 @@ class MultiScaleConv(nn.Module):
                  out_channels: int,
                  *,
                  kernel_sizes: Sequence[int] = (3, 5, 7),
+                 conv: str = 'full',
                  norm_cfg: ConfigType = dict(type='BN', requires_grad=True)
                  ) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(in_channels, out_channels, 1)
+        if conv not in MULTISCALE_CONVS:
+            raise ValueError(
+                f'multiscale_conv must be one of {MULTISCALE_CONVS}, got {conv!r}')
+        self.proj = ConvModule(in_channels, out_channels, 1, norm_cfg=norm_cfg,
+                               act_cfg=dict(type='GELU'))
+        groups = out_channels if conv == 'depthwise' else 1
         self.branches = nn.ModuleList(
             nn.Conv2d(out_channels, out_channels, k, padding=k // 2,
-                      groups=out_channels, bias=False) for k in kernel_sizes)
+                      groups=groups, bias=False) for k in kernel_sizes)
         self.norm = build_norm_layer(norm_cfg, out_channels)[1]
         self.act = nn.GELU()
 
@@ -94,23 +101,29 @@ class ScaleAwareSampling(nn.Sequential):
 
 
 class WeightGenerator(nn.Module):
-    """φ: per-pixel, per-channel fusion weights α in (0, 1).
+    """φ: fusion weights α in (0, 1).
 
     ``α = sigmoid(conv3x3(ReLU(BN(conv3x3([Ḡ; F̄])))))`` with channels
-    ``2C -> C -> C`` (one weight per channel rather than a single spatial map,
-    so each channel can choose its own ViT/CNN mix).
+    ``2C -> C -> alpha_channels``: 1 gives the paper's position-wise weights
+    (one map shared by all channels, as in the authors' code), ``C`` one
+    weight per position and channel.
     """
 
     def __init__(self,
                  channels: int,
                  *,
+                 alpha_channels: int = 1,
                  norm_cfg: ConfigType = dict(type='BN', requires_grad=True)
                  ) -> None:
         super().__init__()
+        if alpha_channels not in (1, channels):
+            raise ValueError(
+                f'alpha_channels must be 1 (position-wise) or {channels} '
+                f'(per channel), got {alpha_channels}')
         self.reduce = ConvModule(
             2 * channels, channels, 3, padding=1, norm_cfg=norm_cfg,
             act_cfg=dict(type='ReLU'))
-        self.out = nn.Conv2d(channels, channels, 3, padding=1)
+        self.out = nn.Conv2d(channels, alpha_channels, 3, padding=1)
 
     def forward(self, local: Tensor, vit: Tensor) -> Tensor:
         return self.out(self.reduce(torch.cat([local, vit], dim=1))).sigmoid()
@@ -128,7 +141,12 @@ class FAINeck(BaseModule):
             max-pooled (stride 2) from the last one.
         fusion: ``'fai'`` (``H = (1-α)Ḡ + αF̄``) or ``'sum'`` (``H = Ḡ + F̄``,
             ablation, no weight generator).
-        ema_groups: Groups of the EMA attention on the local features.
+        alpha_channels: Channels of α: 1 (position-wise, the paper) or
+            ``out_channels`` (per channel).
+        ema_group_channels: Channels per group of the EMA attention on the
+            local features (the authors: 8, at every level).
+        multiscale_conv: ``'full'`` (the authors) or ``'depthwise'`` KxK convs
+            of the ViT branch, see :class:`MultiScaleConv`.
         norm_cfg: Norm of the conv blocks before the fusion.
         local_strides: Stride of each local feature.
         vit_stride: Stride of the ViT hidden states.
@@ -141,7 +159,9 @@ class FAINeck(BaseModule):
                  out_channels: int = 256,
                  num_outs: int = 5,
                  fusion: str = 'fai',
-                 ema_groups: int = 8,
+                 alpha_channels: int = 1,
+                 ema_group_channels: int = 8,
+                 multiscale_conv: str = 'full',
                  norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
                  local_strides: Sequence[int] = (4, 8, 16, 32),
                  vit_stride: int = 16,
@@ -163,22 +183,29 @@ class FAINeck(BaseModule):
         self.num_outs = num_outs
         self.local_strides = tuple(local_strides)
 
+        bad = [c for c in local_channels if c % ema_group_channels]
+        if ema_group_channels < 1 or bad:
+            raise ValueError(
+                f'ema_group_channels ({ema_group_channels}) must divide every '
+                f'local channel count, not {bad}')
         self.local_branches = nn.ModuleList(
             nn.Sequential(
-                EMA(c, groups=ema_groups),
+                EMA(c, groups=c // ema_group_channels),
                 ConvModule(c, out_channels, 1, norm_cfg=norm_cfg,
                            act_cfg=dict(type='ReLU')))
             for c in local_channels)
         self.vit_branches = nn.ModuleList(
             nn.Sequential(
                 ChannelAttention(vit_channels),
-                MultiScaleConv(vit_channels, out_channels, norm_cfg=norm_cfg),
+                MultiScaleConv(vit_channels, out_channels,
+                               conv=multiscale_conv, norm_cfg=norm_cfg),
                 ScaleAwareSampling(out_channels, in_stride=vit_stride,
                                    out_stride=s, norm_cfg=norm_cfg))
             for s in local_strides)
         if fusion == 'fai':
             self.weight_generators = nn.ModuleList(
-                WeightGenerator(out_channels, norm_cfg=norm_cfg)
+                WeightGenerator(out_channels, alpha_channels=alpha_channels,
+                                norm_cfg=norm_cfg)
                 for _ in local_channels)
         self.fpn_convs = nn.ModuleList(
             nn.Sequential(

@@ -54,7 +54,8 @@ model = dict(
             target_means=[0.0, 0.0, 0.0, 0.0],
             target_stds=[1.0, 1.0, 1.0, 1.0]),
         loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
-        loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
+        # the authors' code: SmoothL1 (mmdet's Mask R-CNN uses L1 here)
+        loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0)),
     roi_head=dict(
         type='BiPARoIHead',
         positional_encoding=dict(num_feats=fpn_channels // 2, normalize=True),

@@ -96,6 +96,7 @@ def test_frozen_computations_store_no_activations():
     (dict(arch=dict(embed_dim=8)), 'lacks'),
     (dict(arch=TINY, out_indices=(9,)), 'out of range'),
     (dict(arch=TINY, grad_mode='fast'), 'grad_mode must be one of'),
+    (dict(arch=TINY, mlp_adapter_input='both'), 'mlp_adapter_input must be one of'),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -105,3 +106,23 @@ def test_bad_arguments(kwargs, match):
 def test_input_not_multiple_of_patch():
     with pytest.raises(ValueError, match='not a multiple of the patch size 16'):
         SAMViTAdapter(TINY)(torch.randn(1, 3, 60, 64))
+
+
+@pytest.mark.parametrize('source', ['pre_norm', 'post_norm'])
+def test_mlp_adapter_input(source):
+    """'pre_norm' (default, the authors' code): the MLP adapter reads the
+    residual stream that enters norm2; 'post_norm': norm2's output."""
+    kwargs = {} if source == 'pre_norm' else dict(mlp_adapter_input=source)
+    model = SAMViTAdapter(TINY, **kwargs)
+    randomize(model.encoder)
+    block, adapter = model.encoder.blocks[1], model.adapters['1'].mlp_adapter
+    seen = {}
+    hooks = [block.norm2.register_forward_hook(
+                 lambda m, args, out: seen.update(norm_in=args[0], norm_out=out)),
+             adapter.register_forward_hook(lambda m, args, out: seen.update(adapter=args[0]))]
+    model(torch.randn(1, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    expected = seen['norm_in' if source == 'pre_norm' else 'norm_out']
+    assert torch.equal(seen['adapter'], expected)
+    assert not torch.allclose(seen['norm_in'], seen['norm_out'])

@@ -143,3 +143,19 @@ def test_trainable_decoder_and_dice_options(tiny_model_cfg, demo_batch):
     assert 0 < losses['loss_dice'] <= 1 and torch.isfinite(losses['loss_mask'])
     total_loss(losses).backward()
     assert model.roi_head.mask_head.mask_decoder.mask_tokens.weight.grad is not None
+
+
+def test_rpn_box_loss_is_the_authors_smooth_l1_and_switchable(tiny_model_cfg, demo_batch):
+    from mmdet.models.losses import L1Loss, SmoothL1Loss
+    default = MODELS.build(tiny_model_cfg())
+    assert type(default.rpn_head.loss_bbox) is SmoothL1Loss
+    assert default.rpn_head.loss_bbox.beta == 1.0
+    l1 = MODELS.build(tiny_model_cfg(**{'rpn_head.loss_bbox': dict(_delete_=True, type='L1Loss')}))
+    assert type(l1.rpn_head.loss_bbox) is L1Loss
+    l1.load_state_dict(default.state_dict())
+    data = default.data_preprocessor(demo_batch(), True)
+    torch.manual_seed(0)
+    a = default.loss(data['inputs'], data['data_samples'])['loss_rpn_bbox']
+    torch.manual_seed(0)
+    b = l1.loss(data['inputs'], data['data_samples'])['loss_rpn_bbox']
+    assert not torch.allclose(sum(a), sum(b))

@@ -64,8 +64,9 @@ def test_sum_fusion_is_plain_sum():
         assert torch.equal(h, g + f)
 
 
-def test_fai_fusion_is_convex_combination():
-    neck = make_neck(fusion='fai').eval()
+@pytest.mark.parametrize('alpha_channels', [1, OUT_C])
+def test_fai_fusion_is_convex_combination(alpha_channels):
+    neck = make_neck(fusion='fai', alpha_channels=alpha_channels).eval()
     local_out, h1 = _capture(neck.local_branches)
     vit_out, h2 = _capture(neck.vit_branches)
     alphas, h3 = _capture(neck.weight_generators)
@@ -73,7 +74,7 @@ def test_fai_fusion_is_convex_combination():
     for hook in h1 + h2 + h3:
         hook.remove()
     for h, g, f, a in zip(fused, local_out, vit_out, alphas):
-        assert a.shape == g.shape
+        assert a.shape == (g.shape[0], alpha_channels, *g.shape[2:])
         assert (a > 0).all() and (a < 1).all()
         torch.testing.assert_close(h, (1 - a) * g + a * f)
 
@@ -81,7 +82,7 @@ def test_fai_fusion_is_convex_combination():
 @pytest.mark.parametrize('fusion', ['fai', 'sum'])
 def test_gradients_reach_every_parameter(fusion):
     torch.manual_seed(0)
-    neck = make_neck(fusion=fusion, ema_groups=4)
+    neck = make_neck(fusion=fusion, ema_group_channels=4)
     outs = neck(*make_inputs())
     # Random weights: LayerNorm outputs sum to ~0 over channels.
     sum((o * torch.randn_like(o)).sum() for o in outs).backward()
@@ -121,3 +122,29 @@ def test_sampling_follows_stride_ratio():
     assert kinds(32) == ['MaxPool2d']
     with pytest.raises(ValueError, match='power-of-two'):
         ScaleAwareSampling(4, in_stride=16, out_stride=5)
+
+
+def test_fidelity_switches_change_the_built_neck():
+    """Defaults follow the paper / the authors' code; each switch changes the
+    module it names."""
+    neck = make_neck()
+    # position-wise alpha: one map per level
+    assert all(w.out.out_channels == 1 for w in neck.weight_generators)
+    assert all(w.out.out_channels == OUT_C
+               for w in make_neck(alpha_channels=OUT_C).weight_generators)
+    with pytest.raises(ValueError, match='alpha_channels'):
+        make_neck(alpha_channels=3)
+    # EMA: a fixed number of channels per group (8), not a fixed number of groups
+    assert [b[0].groups for b in neck.local_branches] == [c // 8 for c in LOCAL_C]
+    assert [b[0].groups for b in make_neck(ema_group_channels=4).local_branches] == \
+        [c // 4 for c in LOCAL_C]
+    with pytest.raises(ValueError, match='ema_group_channels'):
+        make_neck(ema_group_channels=3)
+    # multi-scale convs: full by default, depthwise as an option
+    full = neck.vit_branches[0][1].branches
+    depthwise = make_neck(multiscale_conv='depthwise').vit_branches[0][1].branches
+    assert [c.groups for c in full] == [1, 1, 1]
+    assert [c.groups for c in depthwise] == [OUT_C] * 3
+    assert [c.kernel_size for c in full] == [(3, 3), (5, 5), (7, 7)]
+    with pytest.raises(ValueError, match='multiscale_conv'):
+        make_neck(multiscale_conv='separable')
