@@ -43,6 +43,7 @@ train_cfg = dict(
     T=2, K_a=400, K_b=12, K_c=200, unit='iter',
     holdout=dict(fraction=0.1, seed=0),
     search=dict(batch_size=4, num_workers=0),
+    finetune=dict(param_scheduler=[]),  # the rate stays at the optimizer's lr
     val_interval=100000)
 
 default_hooks = dict(

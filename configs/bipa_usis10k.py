@@ -1,5 +1,5 @@
 # BiPA on USIS10K, multi-class (7 classes). The authors add the space adapter
-# for USIS10K.
+# for USIS10K. D_val is the official val split (the test split is reported).
 _base_ = [
     './_base_/models/bipa_vit-h.py', './_base_/datasets/usis10k.py',
     './_base_/schedules/bilevel_paper.py', './_base_/default_runtime.py'
@@ -10,4 +10,5 @@ model = dict(
     backbone=dict(use_space_adapter=True),
     roi_head=dict(bbox_head=dict(num_classes=7)))
 
+train_cfg = dict(holdout=None, val_split='val_dataloader')
 auto_scale_lr = dict(enable=False, base_batch_size=2)

@@ -22,6 +22,20 @@ from .prompt_search import PromptSearch
 UNITS = ('iter', 'epoch')
 
 
+class _PhaseSwitchHook(Hook):
+    """Enters the fine-tuning phase after the last adaptation iteration, before
+    the parameter schedulers step (``ParamSchedulerHook`` has priority LOW)."""
+
+    priority = 'ABOVE_NORMAL'
+
+    def __init__(self, loop: 'BilevelLoop') -> None:
+        self.loop = loop
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.loop.finetune_iters and batch_idx + 1 == self.loop.adaptation_iters:
+            self.loop.start_finetune()
+
+
 class _LoopStateHook(Hook):
     """Saves the loop's state (and the RNG states) in every checkpoint and hands
     a loaded one back to the loop."""
@@ -58,11 +72,24 @@ class BilevelLoop(IterBasedTrainLoop):
 
     D_val is held out of the training dataset by ``holdout``
     (``dict(fraction=..., seed=...)`` or ``dict(count=..., seed=...)``) and
-    removed from D_tr for every strategy, so ablations train on the same data.
-    ``search`` configures the upper level: ``pipeline`` (a deterministic test
-    pipeline that loads GT boxes and masks), ``batch_size``, ``num_workers``,
-    ``sampler`` (``'tpe'``/``'gp'``), ``seed``, ``storage`` (default SQLite
-    ``prompt_search.db`` in the work dir), ``study_name`` and ``cache``.
+    removed from D_tr for every strategy, so ablations train on the same data;
+    or, with ``holdout=None``, ``val_split`` names a dataloader of the config
+    whose dataset is D_val (e.g. ``'val_dataloader'`` for USIS10K's official
+    val split; never the test split). D_val is read with the ``val_dataloader``
+    pipeline, annotations loaded before resizing.
+
+    Learning rate per phase: ``param_scheduler`` (mmengine's key) drives the
+    adaptation phase and ``finetune=dict(lr=..., param_scheduler=[...])`` the
+    fine-tuning phase; each counts ``begin``/``end``/milestones from the start
+    of its phase (iterations, or epochs of D_tr with ``by_epoch=True``) and
+    ends with it. Fine-tuning restarts every parameter group at its initial
+    rate, scaled to ``finetune.lr`` (the paper's eta-bar_omega) when set.
+
+    ``search`` configures the upper level: ``pipeline`` (a deterministic
+    pipeline that loads GT boxes and masks before resizing), ``batch_size``,
+    ``num_workers``, ``sampler`` (``'tpe'``/``'gp'``), ``seed``, ``storage``
+    (default SQLite ``prompt_search.db`` in the work dir), ``study_name`` and
+    ``cache``.
     """
 
     def __init__(self, runner, dataloader: Union[dict, DataLoader], *,
@@ -70,7 +97,9 @@ class BilevelLoop(IterBasedTrainLoop):
                  unit: str = 'epoch', strategy: str = 'bilevel',
                  adaptation_only: bool = False,
                  holdout: Optional[dict] = dict(fraction=0.1, seed=0),
+                 val_split: Optional[str] = None,
                  search: Optional[dict] = None,
+                 finetune: Optional[dict] = None,
                  val_begin: int = 1, val_interval: int = 1000,
                  dynamic_intervals: Optional[List] = None) -> None:
         if unit not in UNITS:
@@ -91,38 +120,56 @@ class BilevelLoop(IterBasedTrainLoop):
         self.rounds_done = 0
         self.loaded_state: Optional[dict] = None
 
-        if isinstance(dataloader, dict) and holdout is not None:
+        if holdout is not None and val_split is not None:
+            raise ValueError('train_cfg.holdout and train_cfg.val_split both choose D_val: '
+                             'set one of them to None')
+        if strategy == 'bilevel' and (holdout is None and val_split is None
+                                      or not isinstance(dataloader, dict)):
+            raise ValueError("strategy 'bilevel' needs D_val: train_cfg.holdout (held out of "
+                             'the training annotations) or train_cfg.val_split (a dataloader '
+                             'of the config, e.g. val_dataloader), and a dataloader config')
+        self.val_split = val_split
+        self._val_dataset_cfg = None
+        if isinstance(dataloader, dict) and (holdout is not None or val_split is not None):
             pipeline = self.search_cfg.get('pipeline')
             self._search_source = ('D_val (pipeline train_cfg.search.pipeline)' if pipeline else
                                    'D_val (pipeline of val_dataloader, annotations loaded '
                                    'before resizing)')
             pipeline = pipeline or self._default_search_pipeline(runner)
-            self._val_dataset_cfg = dict(
-                type='HoldoutSplit', part='holdout', **holdout,
-                dataset=dict(copy.deepcopy(dataloader['dataset']), pipeline=pipeline))
-            dataloader = copy.deepcopy(dataloader)
-            dataloader['dataset'] = dict(type='HoldoutSplit', part='train', **holdout,
-                                         dataset=dataloader['dataset'])
-        elif strategy == 'bilevel':
-            raise ValueError("strategy 'bilevel' needs train_cfg.holdout (D_val is held out "
-                             'of the training annotations) and a dataloader config')
-        else:
-            self._val_dataset_cfg = None
+            if val_split is not None:
+                self._val_dataset_cfg = dict(self._split_dataset(runner, val_split),
+                                             pipeline=pipeline)
+            else:
+                self._val_dataset_cfg = dict(
+                    type='HoldoutSplit', part='holdout', **holdout,
+                    dataset=dict(copy.deepcopy(dataloader['dataset']), pipeline=pipeline))
+                dataloader = copy.deepcopy(dataloader)
+                dataloader['dataset'] = dict(type='HoldoutSplit', part='train', **holdout,
+                                             dataset=dataloader['dataset'])
         super().__init__(runner, dataloader, max_iters=1, val_begin=val_begin,
                          val_interval=val_interval, dynamic_intervals=dynamic_intervals)
         self.iters_per_unit = len(self.dataloader) if unit == 'epoch' else 1
         self.round_iters = K_a * self.iters_per_unit
         self.adaptation_iters = T * self.round_iters
-        finetune = 0 if adaptation_only else K_c * self.iters_per_unit
-        self._max_iters = self.adaptation_iters + finetune
+        self.finetune_iters = 0 if adaptation_only else K_c * self.iters_per_unit
+        self._max_iters = self.adaptation_iters + self.finetune_iters
+        self.finetune_cfg = self._check_finetune(finetune)
         self._check_model()
+        runner.param_schedulers = self._phase_schedulers(runner.param_schedulers)
         runner.register_hook(_LoopStateHook(self))
+        runner.register_hook(_PhaseSwitchHook(self))
+        if val_split is not None:
+            d_val = f'D_val = the dataset of {val_split}'
+        elif holdout is not None:
+            d_val = f'D_val held out of the training annotations: {holdout}'
+        else:
+            d_val = 'no D_val'
         runner.logger.info(
             f'BilevelLoop: strategy={strategy}, T={T}, K_a={K_a}, K_b={K_b}, K_c={K_c} '
             f'({unit}s; 1 {unit} = {self.iters_per_unit} iterations), '
-            f'{self._max_iters} iterations, D_tr has {len(self.dataloader.dataset)} images'
-            + ('' if self._val_dataset_cfg is None else ', D_val held out: '
-               f'{holdout}') + (', adaptation only' if adaptation_only else ''))
+            f'{self._max_iters} iterations, D_tr has {len(self.dataloader.dataset)} images, '
+            f'{d_val}' + (', adaptation only' if adaptation_only else '')
+            + f'; parameter schedulers (iterations): {runner.param_schedulers}')
 
     # --- helpers --------------------------------------------------------------
 
@@ -152,6 +199,90 @@ class BilevelLoop(IterBasedTrainLoop):
         annotations = pipeline.pop(loads[0])
         pipeline.insert(image_loader() + 1, annotations)
         return pipeline
+
+    @staticmethod
+    def _split_dataset(runner, name: str) -> dict:
+        """The dataset config of the dataloader ``name`` (D_val from an existing
+        split); never the test split."""
+        loader = runner.cfg.get(name) if isinstance(name, str) else None
+        if not loader or 'dataset' not in loader:
+            raise ValueError(f'train_cfg.val_split={name!r} must name a dataloader of the '
+                             "config that has a dataset, e.g. 'val_dataloader'")
+        dataset = copy.deepcopy(loader['dataset'])
+        test = (runner.cfg.get('test_dataloader') or {}).get('dataset') or {}
+
+        def source(d):
+            return d.get('type'), d.get('data_root'), d.get('ann_file')
+
+        if name != 'test_dataloader' and (not test or source(dataset) != source(test)):
+            return dataset
+        raise ValueError(f'train_cfg.val_split={name!r}: that is the test split '
+                         f'({dataset.get("data_root", "")}{dataset.get("ann_file")}); the '
+                         'prompt search must not see it (use train_cfg.holdout instead)')
+
+    def _check_finetune(self, finetune: Optional[dict]) -> dict:
+        cfg = dict(finetune or {})
+        unknown = set(cfg) - {'lr', 'param_scheduler'}
+        if unknown:
+            raise ValueError(f'train_cfg.finetune has unknown key(s) {sorted(unknown)}; '
+                             "expected 'lr' and 'param_scheduler'")
+        lr = cfg.get('lr')
+        if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(f'train_cfg.finetune.lr must be a positive number or None, '
+                             f'got {lr!r}')
+        return dict(lr=lr, param_scheduler=list(cfg.get('param_scheduler') or []))
+
+    def _in_phase(self, scheduler: dict, key: str, start: int, length: int) -> dict:
+        """A scheduler config of a phase (``begin``/``end``/milestones counted
+        from the phase's start, in iterations, or in epochs of D_tr with
+        ``by_epoch=True``) as a config over the whole run, ending with the phase."""
+        if not (isinstance(scheduler, dict) and 'type' in scheduler):
+            raise TypeError(f'{key} must hold scheduler config dicts, got {scheduler!r}')
+        cfg = copy.deepcopy(scheduler)
+        scale = 1
+        if cfg.get('by_epoch', True):  # mmengine's default
+            scale = len(self.dataloader)
+            if start % scale or length % scale:
+                raise ValueError(
+                    f'{key}: {cfg["type"]} counts epochs (by_epoch=True) but the phase '
+                    f'(iterations {start}..{start + length}) is not whole epochs of '
+                    f'{scale} iterations; use by_epoch=False')
+            cfg['convert_to_iter_based'] = True
+        begin, end = cfg.get('begin', 0), cfg.get('end', length // scale)
+        cfg['begin'] = start // scale + begin
+        cfg['end'] = start // scale + min(end, length // scale)
+        return cfg
+
+    def _phase_schedulers(self, schedulers) -> Optional[list]:
+        """``param_scheduler`` drives the adaptation phase and
+        ``train_cfg.finetune.param_scheduler`` the fine-tuning phase; both count
+        from the start of their phase and end with it."""
+        if schedulers is None:
+            schedulers = []
+        elif isinstance(schedulers, dict):
+            schedulers = [schedulers]
+        resolved = [self._in_phase(s, 'param_scheduler', 0, self.adaptation_iters)
+                    for s in schedulers]
+        if self.finetune_iters:
+            resolved += [self._in_phase(s, 'train_cfg.finetune.param_scheduler',
+                                        self.adaptation_iters, self.finetune_iters)
+                         for s in self.finetune_cfg['param_scheduler']]
+        return resolved or None
+
+    def start_finetune(self) -> None:
+        """Enter the fine-tuning phase: each parameter group restarts from its
+        initial learning rate (times ``finetune.lr`` / the optimizer's ``lr``
+        when set: the paper's eta-bar_omega), and rho* is frozen."""
+        optimizer = self.runner.optim_wrapper.optimizer
+        lr = self.finetune_cfg['lr']
+        factor = 1.0 if lr is None else lr / optimizer.defaults['lr']
+        for group in optimizer.param_groups:
+            group['lr'] = group.get('initial_lr', group['lr']) * factor
+        if self.strategy == 'bilevel':
+            self.detector.dense_prompt.freeze()
+        self.runner.logger.info(
+            f'fine-tuning phase from iteration {self.adaptation_iters}: rho* frozen, '
+            f'learning rate {optimizer.param_groups[0]["lr"]:.3g}')
 
     @property
     def detector(self):
@@ -210,6 +341,8 @@ class BilevelLoop(IterBasedTrainLoop):
             for _ in range(self._iter):
                 next(self.dataloader_iterator)
             self._restore_state()  # after the skip, which consumed random numbers
+            if self.strategy == 'bilevel' and self.phase == 'finetune':
+                self.detector.dense_prompt.freeze()
             print_log(f'Resuming the {self.phase} phase at iteration {self._iter}, '
                       f'{self.rounds_done} search round(s) done', logger='current')
         while self._iter < self._max_iters and not self.stop_training:

@@ -42,6 +42,11 @@ def loop_cfg(tiny_data, tmp_path):
             'log_level': 'WARNING',
         })
         cfg.train_cfg.update(T=2, K_a=2, K_b=3, K_c=2, unit='iter')
+        # a rate that changes in both phases, so that resuming must restore it
+        cfg.param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[3],
+                                    gamma=0.5)]
+        cfg.train_cfg.finetune = dict(lr=1e-3, param_scheduler=[
+            dict(type='MultiStepLR', by_epoch=False, milestones=[1], gamma=0.5)])
         cfg.train_cfg.update(train_cfg)
         for split in ('val', 'test'):
             cfg[f'{split}_dataloader'].dataset.data_root = root

@@ -189,3 +189,90 @@ def test_resume_after_a_kill_in_training(loop_cfg, tmp_path, kill_at):
                             resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert len(studies(resumed.work_dir)) == 2
+
+
+class RecordLR(Hook):
+    def __init__(self):
+        self.lrs = []
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self.lrs.append(runner.optim_wrapper.optimizer.param_groups[0]['lr'])
+
+
+def test_each_phase_has_its_own_learning_rate_schedule(loop_cfg):
+    """param_scheduler drives adaptation, train_cfg.finetune fine-tuning; each
+    counts from its phase's start, and fine-tuning restarts at finetune.lr."""
+    cfg = loop_cfg(finetune=dict(lr=5e-4, param_scheduler=[
+        dict(type='MultiStepLR', by_epoch=False, milestones=[1], gamma=0.5)]))
+    cfg.param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[3], gamma=0.1)]
+    hook = RecordLR()
+    run(cfg, hook)
+    base = cfg.optim_wrapper.optimizer.lr
+    assert hook.lrs == pytest.approx([base, base, base, base * 0.1, 5e-4, 2.5e-4])
+
+
+def test_epoch_schedulers_count_from_the_phase_start(loop_cfg):
+    cfg = loop_cfg(unit='epoch', T=1, K_a=1, K_c=2, finetune=dict(lr=None, param_scheduler=[
+        dict(type='MultiStepLR', by_epoch=True, milestones=[1], gamma=0.5)]))
+    cfg.param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[1], gamma=0.1)]
+    hook = RecordLR()
+    run(cfg, hook)
+    base = cfg.optim_wrapper.optimizer.lr
+    # 4 iterations per epoch; the adaptation decay at epoch 1 would fall on the
+    # phase's end, so it never fires; fine-tuning restarts at the base rate
+    assert hook.lrs == pytest.approx([base] * 8 + [base / 2] * 4)
+
+
+@pytest.mark.parametrize('finetune, match', [
+    (dict(param_scheduler=[dict(type='MultiStepLR', milestones=[1])]),
+     r'train_cfg\.finetune\.param_scheduler: MultiStepLR counts epochs'),
+    (dict(learning_rate=1e-3), r"train_cfg\.finetune has unknown key\(s\) \['learning_rate'\]"),
+    (dict(lr=-1), r'train_cfg\.finetune\.lr must be a positive number'),
+])
+def test_bad_finetune_config(loop_cfg, finetune, match):
+    with pytest.raises(ValueError, match=match):
+        Runner.from_cfg(loop_cfg(finetune=finetune)).train()
+
+
+def with_val_split(cfg, tiny_data):
+    root = str(tiny_data) + '/'
+    cfg.val_dataloader = dict(cfg.test_dataloader, dataset=dict(
+        cfg.test_dataloader.dataset, ann_file='annotations/val.json', data_prefix=dict(img='val/')))
+    cfg.val_evaluator = dict(cfg.test_evaluator, ann_file=root + 'annotations/val.json')
+    cfg.val_cfg = dict(type='ValLoop')
+    return cfg
+
+
+def test_dval_from_a_named_split(loop_cfg, tiny_data):
+    cfg = with_val_split(loop_cfg(holdout=None, val_split='val_dataloader'), tiny_data)
+    runner = Runner.from_cfg(cfg)
+    runner._train_loop = runner.build_train_loop(runner._train_loop)
+    assert len(runner.train_dataloader.dataset) == 10  # the whole training split
+    dataset = runner.train_loop.build_objective().dataloader.dataset
+    paths = [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
+    assert len(paths) == 2 and all('/val/' in p for p in paths)
+
+
+def test_dval_split_is_never_the_test_split(loop_cfg, tiny_data):
+    cfg = with_val_split(loop_cfg(holdout=None, val_split='val_dataloader'), tiny_data)
+    cfg.test_dataloader = cfg.val_dataloader  # UIIS: val is the reported split
+    with pytest.raises(ValueError, match='that is the test split'):
+        Runner.from_cfg(cfg).train()
+    with pytest.raises(ValueError, match='both choose D_val'):
+        Runner.from_cfg(loop_cfg(val_split='val_dataloader')).train()
+
+
+def test_learned_base_embedding_trains_in_adaptation_only(loop_cfg):
+    cfg = loop_cfg()
+    cfg.model.roi_head.mask_head.dense_prompt.base = 'learned'
+    hook = RecordPrompt()
+    runner = run(cfg, hook)
+    e = hook.embeddings  # after each of 4 adaptation and 2 fine-tuning iterations
+    assert not torch.equal(e[0], e[1]) and not torch.equal(e[2], e[3])
+    assert torch.equal(e[3], e[4]) and torch.equal(e[4], e[5])  # frozen with rho*
+    assert not runner.model.dense_prompt.embedding.requires_grad
+    # rho = e * w: the searched weights still scale the learned embedding
+    assert not torch.equal(hook.weights[0], hook.weights[-1])
+    with pytest.raises(ValueError, match="base='learned' applies to mode 'bilevel'"):
+        cfg.model.roi_head.mask_head.dense_prompt.mode = 'naive'
+        Runner.from_cfg(cfg)

@@ -6,6 +6,7 @@ from mmdet.registry import MODELS
 from torch import nn
 
 DENSE_PROMPT_MODES = ('frozen', 'naive', 'bilevel')
+DENSE_PROMPT_BASES = ('sam', 'learned')
 
 
 @MODELS.register_module()
@@ -18,20 +19,35 @@ class DensePrompt(nn.Module):
     ``mode``:
       - ``'frozen'``: nothing trains, ``w = 1`` (USIS-SAM's fixed prompt);
       - ``'naive'``: ``e`` trains by gradient jointly with the weights;
-      - ``'bilevel'``: ``e`` is fixed and ``w`` is set from outside by the
-        upper-level search (:meth:`set_group_weights`) within
-        ``search_interval`` ``B``.
+      - ``'bilevel'``: ``w`` is set from outside by the upper-level search
+        (:meth:`set_group_weights`) within ``search_interval`` ``B``.
+
+    ``base`` (bilevel mode): ``'sam'`` keeps ``e`` = SAM's ``no_mask_embed``
+    fixed (the authors' code); ``'learned'`` trains ``e`` by gradient with the
+    lower level during the adaptation phase (``w`` fixed at the current
+    search result, so the gradient reaches ``e`` scaled by ``w``), starting
+    from ``no_mask_embed`` when a SAM checkpoint is loaded: the paper's "learns a
+    256-dimensional dense prompt embedding". The fine-tuning phase freezes it
+    (:meth:`freeze`) with rho*.
 
     ``w`` is a buffer, so it is saved in and restored from checkpoints.
     """
 
     def __init__(self, *, embed_dim: int = 256, num_groups: int = 16,
                  mode: str = 'bilevel',
-                 search_interval: Sequence[float] = (1.0, 3.0)) -> None:
+                 search_interval: Sequence[float] = (1.0, 3.0),
+                 base: str = 'sam') -> None:
         super().__init__()
         if mode not in DENSE_PROMPT_MODES:
             raise ValueError(f'dense prompt mode must be one of {DENSE_PROMPT_MODES}, '
                              f'got {mode!r}')
+        if base not in DENSE_PROMPT_BASES:
+            raise ValueError(f'dense prompt base must be one of {DENSE_PROMPT_BASES}, '
+                             f'got {base!r}')
+        if base == 'learned' and mode != 'bilevel':
+            raise ValueError(f"dense prompt base='learned' applies to mode 'bilevel' (mode "
+                             f"{mode!r} {'trains' if mode == 'naive' else 'freezes'} "
+                             'the embedding already)')
         if num_groups <= 0 or embed_dim % num_groups:
             raise ValueError(f'num_groups (N_g={num_groups}) must divide the prompt '
                              f'dimension {embed_dim}')
@@ -39,10 +55,12 @@ class DensePrompt(nn.Module):
         if not low < high:
             raise ValueError(f'search_interval B=[{low}, {high}] needs low < high')
         self.mode = mode
+        self.base = base
         self.num_groups = num_groups
         self.search_interval = (low, high)
         # N(0, 1) like SAM's nn.Embedding; replaced by no_mask_embed from a SAM checkpoint
-        self.embedding = nn.Parameter(torch.randn(embed_dim), requires_grad=mode == 'naive')
+        self.embedding = nn.Parameter(torch.randn(embed_dim), requires_grad=mode == 'naive' or (
+            mode == 'bilevel' and base == 'learned'))
         self.register_buffer('group_weights', torch.ones(num_groups))
 
     def forward(self) -> torch.Tensor:
@@ -55,6 +73,10 @@ class DensePrompt(nn.Module):
         weights = torch.as_tensor(weights, dtype=self.embedding.dtype,
                                   device=self.embedding.device)
         return self.embedding * weights.repeat_interleave(group)
+
+    def freeze(self) -> None:
+        """Stop training ``e`` (rho* is frozen for fine-tuning)."""
+        self.embedding.requires_grad_(False)
 
     def get_group_weights(self) -> torch.Tensor:
         return self.group_weights.detach().clone()
@@ -73,5 +95,5 @@ class DensePrompt(nn.Module):
         self.group_weights.copy_(w.to(self.group_weights.device))
 
     def extra_repr(self) -> str:
-        return (f'mode={self.mode}, num_groups={self.num_groups}, '
+        return (f'mode={self.mode}, base={self.base}, num_groups={self.num_groups}, '
                 f'search_interval={self.search_interval}')
