@@ -281,8 +281,9 @@ class BilevelLoop(IterBasedTrainLoop):
         if self.strategy == 'bilevel':
             self.detector.dense_prompt.freeze()
         self.runner.logger.info(
-            f'fine-tuning phase from iteration {self.adaptation_iters}: rho* frozen, '
-            f'learning rate {optimizer.param_groups[0]["lr"]:.3g}')
+            f'fine-tuning phase from iteration {self.adaptation_iters} (after the last '
+            f'search, rho* frozen): learning rate restarts at '
+            f'{optimizer.param_groups[0]["lr"]:.3g}')
 
     @property
     def detector(self):
