@@ -60,3 +60,27 @@ def test_config_builds_its_datasets(path, synthetic, tmp_path, monkeypatch):
         evaluator = cfg.get(f'{split}_evaluator')
         if split != 'train' and evaluator is not None:
             assert Path(evaluator.ann_file) == ann  # COCO scores the same json
+
+
+@pytest.mark.parametrize('name, expected', [
+    ('bipa_usis10k.py', 'multi_class_annotations/multi_class_val_annotations.json'),
+    ('bipa_usis10k_foreground.py', 'foreground_annotations/foreground_val_annotations.json'),
+])
+def test_usis10k_searches_on_its_val_split(name, expected):
+    from types import SimpleNamespace
+
+    from bipa.engine import BilevelLoop
+    cfg = Config.fromfile(str(ROOT / 'configs' / name))
+    assert cfg.train_cfg.holdout is None and cfg.train_cfg.val_split == 'val_dataloader'
+    dataset = BilevelLoop._split_dataset(SimpleNamespace(cfg=cfg), cfg.train_cfg.val_split)
+    assert dataset.ann_file.endswith(expected)
+
+
+def test_uiis_val_split_is_its_test_split_and_refused():
+    from types import SimpleNamespace
+
+    from bipa.engine import BilevelLoop
+    cfg = Config.fromfile(str(ROOT / 'configs' / 'bipa_uiis.py'))
+    assert cfg.train_cfg.holdout == dict(fraction=0.1, seed=0)
+    with pytest.raises(ValueError, match='that is the test split'):
+        BilevelLoop._split_dataset(SimpleNamespace(cfg=cfg), 'val_dataloader')
