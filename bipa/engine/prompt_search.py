@@ -11,6 +11,9 @@ from optuna.trial import TrialState
 SAMPLERS = ('tpe', 'gp')
 # what a trial may raise that makes it a failed trial rather than a crash
 TRIAL_ERRORS = (RuntimeError, ValueError, FloatingPointError)
+# fail reason of a trial killed while its parameters were written
+INTERRUPTED = 'interrupted'
+
 
 
 def study_name_of(prefix: str, round_idx: int) -> str:
@@ -99,20 +102,65 @@ class PromptSearch:
         if self.on_trial is not None:
             self.on_trial(round_idx, study.get_trials(deepcopy=False)[trial_number])
 
+    @staticmethod
+    def _interrupted(study: optuna.Study) -> set:
+        """Numbers of the trials failed as interrupted (see :meth:`_recover`)."""
+        prefix = len('trial_')
+        return {int(key[prefix:-len('_fail_reason')]) for key, value in study.user_attrs.items()
+                if key.endswith('_fail_reason') and str(value).startswith(INTERRUPTED)}
+
+    def _recover(self, study: optuna.Study, round_idx: int, trial,
+                 objective: Callable[[List[float]], float]) -> None:
+        """Finish a trial left RUNNING by a killed process (the work dir is locked,
+        so no live process owns it).
+
+        With all its parameters it is evaluated now. An enqueued point (warm
+        start) gets its missing parameters from the queue entry, then is
+        evaluated. A sampled trial killed while Optuna wrote its parameters is
+        told FAIL as interrupted: it does not count, and the next trial is asked
+        with the same sampler seed, so the sampler proposes it again.
+        """
+        if set(trial.params) != set(self.distributions):
+            fixed = trial.system_attrs.get('fixed_params')
+            if fixed is None or set(fixed) != set(self.distributions):
+                study.set_user_attr(f'trial_{trial.number}_fail_reason',
+                                    f'{INTERRUPTED} while its parameters were written '
+                                    f'({len(trial.params)} of {self.num_groups})')
+                study.tell(trial.number, state=TrialState.FAIL)
+                return
+            # the queue entry's values, written as Optuna's ask would have
+            live = optuna.trial.Trial(study, trial._trial_id)
+            for name, dist in self.distributions.items():
+                live.suggest_float(name, dist.low, dist.high)
+        self._evaluate(study, round_idx, trial.number, objective)
+
     def run_round(self, round_idx: int, num_trials: int,
                   objective: Callable[[List[float]], float],
                   warm_start: Sequence[Sequence[float]] = ()) -> Tuple[List[float], float]:
         """Run (or finish) round ``round_idx`` to ``num_trials`` finished trials;
-        return the best weights and their f."""
+        return the best weights and their f.
+
+        A round interrupted at any point and run again ends with the same
+        COMPLETE trials, in the same order, with the same f, as an
+        uninterrupted one; a trial killed while its parameters were written
+        stays in the study as FAIL (reason ``interrupted ...``) and does not
+        count.
+        """
         study = self.study(round_idx)
         for weights in warm_start:
             study.enqueue_trial(self.params_of(weights), skip_if_exists=True)
-        # a trial left RUNNING by a killed process is evaluated now, not lost
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            self._evaluate(study, round_idx, trial.number, objective)
+            self._recover(study, round_idx, trial, objective)
         finished = (TrialState.COMPLETE, TrialState.FAIL)
-        while len(study.get_trials(deepcopy=False, states=finished)) < num_trials:
-            study.sampler = self._make_sampler(round_idx, len(study.get_trials(deepcopy=False)))
+        while True:
+            interrupted = self._interrupted(study)
+            trials = [t for t in study.get_trials(deepcopy=False)
+                      if t.number not in interrupted]
+            if sum(t.state in finished for t in trials) >= num_trials:
+                break
+            # seeded by the position among the trials that count, so that a
+            # re-asked interrupted trial gets the same proposal
+            study.sampler = self._make_sampler(round_idx, len(trials))
             trial = study.ask(self.distributions)
             self._evaluate(study, round_idx, trial.number, objective)
         return self.best(round_idx, study)

@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import optuna
 import pytest
 import torch
 from mmengine.runner import Runner
@@ -114,3 +115,113 @@ def test_bad_search_settings(tmp_path):
         make_search(tmp_path, sampler='cmaes')
     with pytest.raises(ValueError, match='needs low < high'):
         PromptSearch(storage='sqlite://', study_name='t', num_groups=2, interval=(3, 1))
+
+
+class Killed(BaseException):
+    """Stands for the process being killed."""
+
+
+GROUPS = 16
+WARM = [[1.5] * GROUPS, [1.0] * GROUPS]  # enqueued: trials 0 and 1
+
+
+def sphere(w):
+    return float(np.square(np.array(w) - 1.7).sum())
+
+
+def complete(search, round_idx=1):
+    return [(t.params, t.value) for t in search.study(round_idx).trials
+            if t.state == TrialState.COMPLETE]
+
+
+def kill_once(monkeypatch, cls, name, when):
+    """Make ``cls.name`` raise Killed once, on the call where ``when(*args)``
+    says so; ``when`` may count calls."""
+    original = getattr(cls, name)
+    state = {'done': False}
+
+    def wrapper(*args, **kwargs):
+        if not state['done'] and when(*args, **kwargs):
+            state['done'] = True
+            raise Killed
+        return original(*args, **kwargs)
+    monkeypatch.setattr(cls, name, wrapper)
+    return original
+
+
+def search_at(path):
+    return PromptSearch(storage=f'sqlite:///{path}', study_name='t', num_groups=GROUPS,
+                        interval=(1.0, 3.0))
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+    search = search_at(tmp_path_factory.mktemp('ref') / 's.db')
+    search.run_round(1, 6, sphere, warm_start=WARM)
+    return complete(search)
+
+
+def at_trial(number):
+    """``when`` for a Study method: the call made for trial ``number``."""
+    def when(study, *args, **kwargs):
+        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) == number
+    return when
+
+
+def nth_param_of_trial(number, k):
+    """``when`` for Trial._suggest: the (k+1)-th parameter of trial ``number``."""
+    def when(trial, name, distribution):
+        return trial.number == number and name == PromptSearch.param(k)
+    return when
+
+
+KILLS = {
+    'before ask (trial 3)': (optuna.Study, 'ask', at_trial(3)),
+    'after 0 params of an enqueued trial': (optuna.trial.Trial, '_suggest',
+                                            nth_param_of_trial(0, 0)),
+    'after 5 params of an enqueued trial': (optuna.trial.Trial, '_suggest',
+                                            nth_param_of_trial(1, 5)),
+    'after 0 params of a sampled trial': (optuna.trial.Trial, '_suggest',
+                                          nth_param_of_trial(3, 0)),
+    'after 1 param of a sampled trial': (optuna.trial.Trial, '_suggest',
+                                         nth_param_of_trial(3, 1)),
+    'after 13 params of a sampled trial': (optuna.trial.Trial, '_suggest',
+                                           nth_param_of_trial(4, 13)),
+    'after 15 params of a sampled trial': (optuna.trial.Trial, '_suggest',
+                                           nth_param_of_trial(2, 15)),
+    'before tell (trial 2)': (optuna.Study, 'tell', at_trial(2)),
+}
+
+
+@pytest.mark.parametrize('kill', list(KILLS) + ['during the evaluation (trial 4)',
+                                               'after tell (trial 3)'])
+def test_a_kill_at_any_point_of_a_trial_resumes_to_the_same_trials(
+        kill, uninterrupted, tmp_path, monkeypatch):
+    path = tmp_path / 's.db'
+    search = search_at(path)
+    objective = sphere
+    if kill in KILLS:
+        kill_once(monkeypatch, *KILLS[kill])
+    elif kill.startswith('during'):
+        calls = {'n': 0}
+
+        def objective(w):
+            calls['n'] += 1
+            if calls['n'] == 5:
+                raise Killed
+            return sphere(w)
+    else:
+        search.on_trial = lambda round_idx, trial: (_ for _ in ()).throw(Killed) \
+            if trial.number == 3 else None
+    with pytest.raises(Killed):
+        search.run_round(1, 6, objective, warm_start=WARM)
+    monkeypatch.undo()
+
+    resumed = search_at(path)  # a new process
+    resumed.run_round(1, 6, sphere, warm_start=WARM)
+    assert complete(resumed) == uninterrupted  # same trials, order and f
+    study = resumed.study(1)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert all(study.user_attrs[f'trial_{t.number}_fail_reason'].startswith('interrupted')
+               for t in failed)
+    assert len(failed) == (1 if 'sampled' in kill else 0)

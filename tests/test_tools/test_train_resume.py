@@ -1,5 +1,6 @@
-"""End to end through tools/train.py: a run SIGKILLed mid-search resumes with
---resume to the same trials, rho and weights as an uninterrupted run."""
+"""End to end through tools/train.py: a run SIGKILLed mid-search, while Optuna
+writes a trial's parameters, resumes with --resume to the same trials, rho and
+weights as an uninterrupted run."""
 import os.path as osp
 import subprocess
 import sys
@@ -15,15 +16,16 @@ from tests.conftest import ROOT
 
 KILLER = textwrap.dedent('''
     import os, runpy, signal, sys
-    from bipa.engine import PromptSearch
-    evaluate = PromptSearch._evaluate
+    from optuna.trial import Trial
+    suggest = Trial._suggest
 
-    def dying(self, study, round_idx, number, objective):
-        if round_idx == 1 and number == 1:  # trial 1 of round 1 was asked: kill now
+    def dying(self, name, distribution):
+        # round 1, trial 1 (sampled): killed after 7 of its 16 parameters were written
+        if self.study.study_name.endswith('round1') and self.number == 1 and name == 'w07':
             os.kill(os.getpid(), signal.SIGKILL)
-        return evaluate(self, study, round_idx, number, objective)
+        return suggest(self, name, distribution)
 
-    PromptSearch._evaluate = dying
+    Trial._suggest = dying
     sys.argv = ['tools/train.py'] + sys.argv[1:]
     runpy.run_path('tools/train.py', run_name='__main__')
 ''')
@@ -79,13 +81,18 @@ def test_sigkill_mid_search_then_resume(config, tmp_path):
 
     dead = train(config, '--work-dir', killed, script=KILLER)
     assert dead.returncode == -9, dead.stderr[-3000:]
-    partial = trials(killed)
-    assert [s for s, _, _ in partial['prompt_search-round1']] == ['COMPLETE', 'RUNNING']
+    partial = trials(killed)['prompt_search-round1']
+    assert [s for s, _, _ in partial] == ['COMPLETE', 'RUNNING'] and len(partial[1][1]) == 7
 
     resumed = train(config, '--work-dir', killed, '--resume')
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'Resuming the adaptation phase at iteration 2' in resumed.stdout + resumed.stderr
-    assert trials(killed) == trials(ref)
+    resumed_trials, ref_trials = trials(killed), trials(ref)
+    assert resumed_trials.keys() == ref_trials.keys()
+    for name, ref_list in ref_trials.items():  # the interrupted trial is kept as FAIL
+        assert [t for t in resumed_trials[name] if t[0] != 'FAIL'] == ref_list
+    assert [s for s, _, _ in resumed_trials['prompt_search-round1']] == [
+        'COMPLETE', 'FAIL', 'COMPLETE', 'COMPLETE']
     a, b = final(ref), final(killed)
     key = 'roi_head.mask_head.dense_prompt.group_weights'
     assert not torch.equal(a[key], torch.ones(16)) and torch.equal(a[key], b[key])
