@@ -17,7 +17,7 @@ from mmdet.registry import RUNNERS
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import bipa  # noqa: F401  (registers BiPA; lets torch load mmengine checkpoints)
-from bipa.utils import load_run_config
+from bipa.utils import load_run_config, setup_launcher
 
 
 def parse_args(argv=None):
@@ -86,6 +86,7 @@ def main(argv=None) -> dict:
     # fewer recompilations when the model is compiled
     setup_cache_size_limit_of_dynamo()
     cfg = build_cfg(args)
+    setup_launcher(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))

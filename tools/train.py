@@ -5,7 +5,7 @@ import os
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from bipa.utils import load_run_config
+from bipa.utils import load_run_config, setup_launcher
 
 
 def parse_args():
@@ -56,6 +56,7 @@ def build_cfg(args) -> Config:
 def main():
     args = parse_args()
     cfg = build_cfg(args)
+    setup_launcher(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

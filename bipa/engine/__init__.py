@@ -1,5 +1,6 @@
 from .bilevel_loop import BilevelLoop
 from .prompt_objective import MaskObjective
 from .prompt_search import PromptSearch
+from .sync_norm_stats_hook import SyncNormStatsHook
 
-__all__ = ['BilevelLoop', 'MaskObjective', 'PromptSearch']
+__all__ = ['BilevelLoop', 'MaskObjective', 'PromptSearch', 'SyncNormStatsHook']

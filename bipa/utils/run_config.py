@@ -1,6 +1,8 @@
 import os.path as osp
+from datetime import timedelta
 from typing import Optional
 
+import torch
 from mmengine.config import Config
 
 
@@ -18,3 +20,32 @@ def load_run_config(config: str, *, cfg_options: Optional[dict] = None,
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
     return cfg
+
+
+def setup_launcher(cfg: Config) -> None:
+    """Let ``--launcher pytorch`` (torchrun, ``tools/dist_train.sh``) run without
+    GPUs.
+
+    mmengine 0.10.7's pytorch launcher always calls ``torch.cuda.set_device``
+    and its default DDP wrapper passes ``device_ids``. Without CUDA this
+    initialises the process group itself (``env://`` from torchrun) with gloo,
+    which mmengine then uses as it is, and configures
+    ``MMDistributedDataParallel`` without device ids. With GPUs nothing
+    changes (NCCL, one device per process).
+    """
+    if cfg.launcher == 'none' or torch.cuda.is_available():
+        return
+    if cfg.launcher != 'pytorch':
+        raise ValueError(f'--launcher {cfg.launcher} without GPUs is not supported; use '
+                         'torchrun (--launcher pytorch), e.g. bash tools/dist_train.sh')
+    dist_cfg = cfg.env_cfg.setdefault('dist_cfg', {})
+    dist_cfg['backend'] = 'gloo'
+    wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))
+    wrapper['device_ids'] = None
+    wrapper.setdefault('broadcast_buffers', False)
+    wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg = wrapper
+    if not torch.distributed.is_initialized():
+        timeout = dist_cfg.get('timeout')
+        torch.distributed.init_process_group(
+            backend='gloo', **({} if timeout is None else dict(timeout=timedelta(seconds=timeout))))

@@ -1,4 +1,5 @@
 import copy
+import functools
 import json
 import shutil
 
@@ -19,41 +20,58 @@ def tiny_data(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def loop_cfg(tiny_data, tmp_path):
+@functools.lru_cache(maxsize=1)
+def _demo_cfg() -> Config:
+    return Config.fromfile(str(DEMO_CFG))
+
+
+def make_loop_cfg(data_root, work_dir, **train_cfg):
     """The demo config on the tiny data, with a very short bilevel schedule and
     no SAM checkpoint."""
-    base = Config.fromfile(str(DEMO_CFG))
+    cfg = copy.deepcopy(_demo_cfg())
+    root = str(data_root) + '/'
+    cfg.merge_from_dict({
+        'work_dir': str(work_dir),
+        'train_dataloader.batch_size': 2,
+        'train_dataloader.dataset.data_root': root,
+        'model.data_preprocessor.pad_size_divisor': 64,
+        'model.sam_checkpoint': None,  # the loop does not need SAM's weights
+        'default_hooks.logger.interval': 1,
+        'default_hooks.checkpoint.interval': 1000,
+        'default_hooks.visualization.draw': False,
+        'train_cfg.holdout': dict(_delete_=True, count=3, seed=0),
+        'train_cfg.search.batch_size': 2,
+        'log_level': 'WARNING',
+    })
+    cfg.train_cfg.update(T=2, K_a=2, K_b=3, K_c=2, unit='iter')
+    # a rate that changes in both phases, so that resuming must restore it
+    cfg.param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[3],
+                                gamma=0.5)]
+    cfg.train_cfg.finetune = dict(lr=1e-3, param_scheduler=[
+        dict(type='MultiStepLR', by_epoch=False, milestones=[1], gamma=0.5)])
+    cfg.train_cfg.update(train_cfg)
+    for split in ('val', 'test'):
+        cfg[f'{split}_dataloader'].dataset.data_root = root
+        cfg[f'{split}_evaluator'].ann_file = root + f'annotations/{split}.json'
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    return cfg
 
+
+@pytest.fixture
+def loop_cfg(tiny_data, tmp_path):
     def make(work_dir=None, **train_cfg):
-        cfg = copy.deepcopy(base)
-        root = str(tiny_data) + '/'
-        cfg.merge_from_dict({
-            'work_dir': str(work_dir or tmp_path / 'work'),
-            'train_dataloader.batch_size': 2,
-            'train_dataloader.dataset.data_root': root,
-            'model.data_preprocessor.pad_size_divisor': 64,
-            'model.sam_checkpoint': None,  # the loop does not need SAM's weights
-            'default_hooks.logger.interval': 1,
-            'default_hooks.checkpoint.interval': 1000,
-            'default_hooks.visualization.draw': False,
-            'train_cfg.holdout': dict(_delete_=True, count=3, seed=0),
-            'train_cfg.search.batch_size': 2,
-            'log_level': 'WARNING',
-        })
-        cfg.train_cfg.update(T=2, K_a=2, K_b=3, K_c=2, unit='iter')
-        # a rate that changes in both phases, so that resuming must restore it
-        cfg.param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[3],
-                                    gamma=0.5)]
-        cfg.train_cfg.finetune = dict(lr=1e-3, param_scheduler=[
-            dict(type='MultiStepLR', by_epoch=False, milestones=[1], gamma=0.5)])
-        cfg.train_cfg.update(train_cfg)
-        for split in ('val', 'test'):
-            cfg[f'{split}_dataloader'].dataset.data_root = root
-            cfg[f'{split}_evaluator'].ann_file = root + f'annotations/{split}.json'
-        cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
-        return cfg
+        return make_loop_cfg(tiny_data, work_dir or tmp_path / 'work', **train_cfg)
     return make
+
+
+@pytest.fixture(scope='module')
+def reference_run(tiny_data, tmp_path_factory):
+    """One uninterrupted run of the default ``loop_cfg()``, shared by the
+    resume tests of a module."""
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(make_loop_cfg(tiny_data, tmp_path_factory.mktemp('ref')))
+    runner.train()
+    return runner
 
 
 @pytest.fixture(scope='session')

@@ -114,8 +114,9 @@ class Killed(BaseException):
     """Stands for the process being killed (not caught as a failed trial)."""
 
 
-def test_resume_mid_search_loses_and_repeats_no_trial(loop_cfg, tmp_path, monkeypatch):
-    reference = run(loop_cfg(work_dir=tmp_path / 'ref'))
+def test_resume_mid_search_loses_and_repeats_no_trial(loop_cfg, tmp_path, monkeypatch,
+                                                      reference_run):
+    reference = reference_run
     ref_weights = reference.model.dense_prompt.get_group_weights()
 
     calls = {'n': 0}
@@ -175,8 +176,8 @@ class KillAt(Hook):
 
 
 @pytest.mark.parametrize('kill_at', [1, 5])  # during adaptation training, during fine-tuning
-def test_resume_after_a_kill_in_training(loop_cfg, tmp_path, kill_at):
-    reference = run(loop_cfg(work_dir=tmp_path / 'ref'))
+def test_resume_after_a_kill_in_training(loop_cfg, tmp_path, kill_at, reference_run):
+    reference = reference_run
     cfg = loop_cfg(work_dir=tmp_path / 'killed')
     cfg.default_hooks.checkpoint.interval = 1
     with pytest.raises(Killed):

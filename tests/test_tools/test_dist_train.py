@@ -1,0 +1,49 @@
+"""Two CPU processes (gloo) through tools/dist_train.sh: a short bilevel run
+with a search on rank 0, rho broadcast, and batch-norm statistics averaged."""
+import os
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from tests.conftest import ROOT
+
+
+def test_two_cpu_processes_train_the_same_model(e2e_data, tmp_path):
+    cfg = tmp_path / 'dist.py'
+    cfg.write_text(textwrap.dedent(f'''
+        _base_ = ['{e2e_data["config"]}']
+        custom_imports = dict(imports=['bipa', 'tests.test_tools.rank_state_probe'],
+                              allow_failed_imports=False)
+        custom_hooks = [dict(type='SyncNormStatsHook'), dict(type='DumpRankStateHook')]
+        train_dataloader = dict(batch_size=1)
+    '''))
+    work_dir = str(tmp_path / 'work')
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PORT': '29517',
+           'PATH': osp.dirname(sys.executable) + os.pathsep + os.environ['PATH']}
+    proc = subprocess.run(['bash', 'tools/dist_train.sh', str(cfg), '2', '--work-dir', work_dir],
+                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=150)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    # only rank 0 searched: exactly K_b trials per round
+    storage = 'sqlite:///' + osp.join(work_dir, 'prompt_search.db')
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert names == ['prompt_search-round1', 'prompt_search-round2']
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+
+    # both ranks end with the same rho, weights and batch-norm statistics
+    rank0, rank1 = (torch.load(osp.join(work_dir, f'rank{r}.pth'), weights_only=True)
+                    for r in (0, 1))
+    assert not torch.equal(rank0['roi_head.mask_head.dense_prompt.group_weights'],
+                           torch.ones(16))
+    trained_bn = 'local_backbone.bn1.running_mean'  # the demo trains its local ResNet
+    assert rank0[trained_bn].abs().sum() > 0
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
