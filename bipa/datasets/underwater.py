@@ -11,7 +11,7 @@ See ``data/README.md`` for the folder layouts.
 import json
 import logging
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import List, Optional
 
 from mmdet.datasets import CocoDataset
@@ -78,18 +78,48 @@ class _CheckedCOCO(COCO):
             problems.append(f'images without id/file_name/height/width: {_examples(bad_imgs)}')
         unknown_img = [a['id'] for a in self.dataset['annotations'] if a.get('image_id') not in self.imgs]
         if unknown_img:
-            problems.append(f'annotations pointing to unknown image ids: {_examples(unknown_img)}')
+            problems.append(f'annotations pointing to unknown image ids: annotation ids '
+                            f'{_examples(unknown_img)}')
         unknown_cat = [a['id'] for a in self.dataset['annotations']
                        if a.get('category_id') not in self.cats]
         if unknown_cat:
-            problems.append(f'annotations pointing to unknown category ids: '
-                            f'{_examples(unknown_cat)}')
+            problems.append(f'annotations pointing to unknown category ids: annotation '
+                            f'ids {_examples(unknown_cat)}')
+        problems += self._duplicates()
         bad_box = [a['id'] for a in self.dataset['annotations']
                    if not (isinstance(a.get('bbox'), list) and len(a['bbox']) == 4)]
         if bad_box:
-            problems.append(f'annotations without a 4-number bbox: {_examples(bad_box)}')
+            problems.append(f'annotations without a 4-number bbox: annotation ids '
+                            f'{_examples(bad_box)}')
         if problems:
-            raise AnnotationError(f'{name}: ' + '; '.join(problems) + ' (annotation ids)')
+            raise AnnotationError(f'{name}: ' + '; '.join(problems))
+
+    def _duplicates(self) -> List[str]:
+        """pycocotools indexes images and annotations by id: a repeated id keeps
+        one entry silently, and one file under two ids is trained and scored
+        twice."""
+        problems = []
+        entries, files = defaultdict(list), defaultdict(set)
+        for img in self.dataset['images']:
+            entries[img.get('id')].append(img)
+            files[img.get('file_name')].add(img.get('id'))
+        twice = [i for i, e in entries.items() if len(e) > 1
+                 and all(x == e[0] for x in e)]
+        clash = [f'{i} ({", ".join(str(x.get("file_name")) for x in e)})'
+                 for i, e in entries.items() if len(e) > 1 and i not in twice]
+        shared = [f'{f} (ids {", ".join(str(i) for i in sorted(ids, key=str))})'
+                  for f, ids in files.items() if len(ids) > 1]
+        ann_ids = Counter(a.get('id') for a in self.dataset['annotations'])
+        if clash:
+            problems.append(f'image ids given to more than one image: {_examples(clash)}')
+        if shared:
+            problems.append(f'files listed under more than one image id: {_examples(shared)}')
+        if twice:
+            problems.append(f'image entries listed twice: ids {_examples(twice)}')
+        repeated = [i for i, n in ann_ids.items() if n > 1]
+        if repeated:
+            problems.append(f'annotation ids used more than once: {_examples(repeated)}')
+        return problems
 
     def get_cat_ids(self, cat_names=[], sup_names=[], cat_ids=[]):
         ids = super().get_cat_ids(cat_names, sup_names, cat_ids)
@@ -140,6 +170,15 @@ class _UnderwaterCocoDataset(CocoDataset):
             print_log(f'{self.ann_file}: skipped {sum(self._skipped.values())} instance(s): '
                       f'{reasons}', logger='current', level=logging.WARNING)
         return data_list
+
+    def filter_data(self) -> List[dict]:
+        kept = super().filter_data()
+        if not kept and not self.test_mode and self.data_list:
+            raise AnnotationError(
+                f'{self.ann_file}: no image left for training after filter_cfg='
+                f'{self.filter_cfg} ({len(self.data_list)} images: filter_empty_gt drops '
+                'those without a usable instance, min_size those smaller than it)')
+        return kept
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
         img_info = raw_data_info['raw_img_info']

@@ -1,5 +1,6 @@
 """Load an official SAM checkpoint into a BiPA model, with a clear report."""
 import os.path as osp
+import pickle
 from typing import Dict, List, Tuple
 
 import torch
@@ -20,7 +21,23 @@ SAM_UNUSED_PREFIXES = ('prompt_encoder.point_embeddings.', 'prompt_encoder.not_a
 
 
 class SAMCheckpointError(ValueError):
-    """A SAM checkpoint does not match the model."""
+    """A checkpoint that cannot be read or does not match the model."""
+
+
+def read_checkpoint(path: str, *, expected: str):
+    """``torch.load`` (``weights_only``, on the CPU) with an error that names the
+    file and what was expected when the file is not a checkpoint torch reads."""
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message suggests weights_only=False, which is never needed here
+        reason = 'not a torch file, truncated, or holding objects other than tensors'
+    except (RuntimeError, EOFError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    else:
+        return state
+    raise SAMCheckpointError(f'{path}: not a checkpoint torch can read ({reason}); '
+                             f'expected {expected}')
 
 
 def _describe_encoder(state: Dict[str, torch.Tensor]) -> str:
@@ -44,7 +61,7 @@ def load_sam_checkpoint(model: nn.Module, path: str, *, strict: bool = True) -> 
             "SAM's weights, e.g. sam_vit_h_4b8939.pth; a SAM arch without released "
             'weights, like the demo\'s tiny one, is pre-trained by '
             'configs/sam_vit-tiny_synthetic.py, which `make demo` runs)')
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = read_checkpoint(path, expected="SAM's weights (sam_vit_h_4b8939.pth layout)")
     if isinstance(state, dict) and 'state_dict' in state:
         state = state['state_dict']
     if not isinstance(state, dict) or not any(k.startswith('image_encoder.') for k in state):

@@ -120,3 +120,44 @@ def test_good_images_load(data):
     item = build(data, LOAD, test_mode=True)[0]
     assert isinstance(item['img'], np.ndarray) and item['img'].shape == (64, 64, 3)
     assert tuple(build(data).metainfo['classes']) == SYNTHETIC_CLASSES
+
+
+def _same_id_on_two_files(coco):
+    coco['images'][1]['id'] = coco['images'][0]['id']
+
+
+def _same_file_under_two_ids(coco):
+    coco['images'][1]['file_name'] = coco['images'][0]['file_name']
+
+
+def _entry_listed_twice(coco):
+    coco['images'].append(dict(coco['images'][2]))
+
+
+def _annotation_id_twice(coco):
+    coco['annotations'][1]['id'] = coco['annotations'][0]['id']
+
+
+@pytest.mark.parametrize('fault, match', [
+    (_same_id_on_two_files, r'train\.json: .*image ids given to more than one image: 1 '
+                            r'\(000000\.jpg, 000001\.jpg\)'),
+    (_same_file_under_two_ids, r'train\.json: files listed under more than one image id: '
+                               r'000000\.jpg \(ids 1, 2\)'),
+    (_entry_listed_twice, r'train\.json: image entries listed twice: ids 3'),
+    (_annotation_id_twice, r'train\.json: annotation ids used more than once: 1'),
+])
+def test_duplicates_are_refused(data, fault, match):
+    """pycocotools keeps one of two entries with the same id silently."""
+    edit(data, fault)
+    with pytest.raises(AnnotationError, match=match):
+        build(data)
+
+
+def test_no_image_left_after_filtering(data):
+    def drop_annotations(coco):
+        coco['annotations'] = []
+    edit(data, drop_annotations)
+    with pytest.raises(AnnotationError, match=r"train\.json: no image left for training after "
+                                              r"filter_cfg=\{'filter_empty_gt': True\}"):
+        build(data)
+    assert len(build(data, test_mode=True)) == 4  # test mode does not filter
