@@ -22,13 +22,18 @@ import glob
 import json
 import os
 import os.path as osp
+import sys
 import warnings
 from collections import Counter
 from typing import List, Sequence
 
+import cv2
 from mmengine.config import Config
 
 import bipa  # noqa: F401  (registers BiPA; lets torch load mmengine checkpoints)
+from bipa.datasets import ImageReadError
+from bipa.models import check_checkpoint_fits
+from bipa.utils.cli import run_cli
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
@@ -45,6 +50,8 @@ def parse_args(argv=None):
                         help='keep (draw and list) the instances scoring above this')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda, cuda:1')
     parser.add_argument('--batch-size', type=int, default=1, help='images per forward pass')
+    parser.add_argument('--allow-partial', action='store_true',
+                        help='use a checkpoint whose keys do not all fit the model')
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error('--batch-size must be at least 1')
@@ -118,7 +125,14 @@ def main(argv=None) -> list:
     for kind, path in (('config', args.config), ('checkpoint', args.checkpoint)):
         if '://' not in path and not osp.isfile(path):
             raise FileNotFoundError(f'{kind} file not found: {path}')
-    paths = expand_inputs(args.inputs)
+    paths, unreadable = [], []
+    for path in expand_inputs(args.inputs):
+        (paths if cv2.imread(path) is not None else unreadable).append(path)
+    for path in unreadable:
+        warnings.warn(f'{path}: cannot be read as an image (corrupt or not an image); '
+                      'skipped')
+    if not paths:
+        raise ImageReadError(f'none of the {len(unreadable)} inputs can be read as an image')
 
     # after the checks: importing mmdet.apis is slow
     from mmdet.apis import DetInferencer
@@ -135,6 +149,9 @@ def main(argv=None) -> list:
             transform['type'] = 'LoadImageFromFile'
     inferencer = DetInferencer(model=cfg, weights=args.checkpoint, device=args.device,
                                show_progress=True)
+    if '://' not in args.checkpoint:
+        check_checkpoint_fits(inferencer.model, args.checkpoint,
+                              allow_partial=args.allow_partial)
     classes = inferencer.model.dataset_meta['classes']
     results = inferencer(paths, batch_size=args.batch_size, out_dir=args.out_dir,
                          pred_score_thr=args.score_thr, no_save_pred=False, show=False)
@@ -147,8 +164,13 @@ def main(argv=None) -> list:
     num = sum(len(r['instances']) for r in records)
     print(f'{len(records)} images, {num} instances above {args.score_thr}: '
           f'{out_file}; drawings in {osp.join(args.out_dir, "vis")}')
+    if unreadable:
+        raise ImageReadError(f'{len(unreadable)} of {len(unreadable) + len(paths)} inputs '
+                             f'could not be read ({", ".join(unreadable[:3])}'
+                             f'{" ..." if len(unreadable) > 3 else ""}); {out_file} holds '
+                             'the others')
     return records
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))

@@ -8,16 +8,20 @@ The runner logs the COCO bbox/segm tables; :func:`main` returns the metrics.
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from mmdet.evaluation import DumpDetResults
-from mmdet.registry import RUNNERS
+from mmdet.registry import DATASETS, RUNNERS
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import bipa  # noqa: F401  (registers BiPA; lets torch load mmengine checkpoints)
+from bipa.datasets import check_evaluation_split
+from bipa.models import check_checkpoint_fits
 from bipa.utils import load_run_config, setup_launcher
+from bipa.utils.cli import run_cli
 
 
 def parse_args(argv=None):
@@ -38,6 +42,8 @@ def parse_args(argv=None):
         help='override config settings, e.g. test_dataloader.batch_size=1')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--allow-partial', action='store_true',
+                        help='load a checkpoint whose keys do not all fit the model')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -86,12 +92,17 @@ def main(argv=None) -> dict:
     # fewer recompilations when the model is compiled
     setup_cache_size_limit_of_dynamo()
     cfg = build_cfg(args)
+    evaluator = cfg.get('test_evaluator') or {}
+    if isinstance(evaluator, dict) and not evaluator.get('format_only', False):
+        check_evaluation_split(DATASETS.build(cfg.test_dataloader.dataset))
     setup_launcher(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    if '://' not in args.checkpoint:
+        check_checkpoint_fits(runner.model, args.checkpoint, allow_partial=args.allow_partial)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     return runner.test()
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))

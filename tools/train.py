@@ -1,14 +1,16 @@
 """Train a BiPA model: ``python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]]``."""
 import argparse
 import os
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from bipa.utils import load_run_config, setup_launcher
+from bipa.utils.cli import run_cli
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a BiPA detector')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs, checkpoints and the study')
@@ -26,7 +28,7 @@ def parse_args():
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -53,8 +55,8 @@ def build_cfg(args) -> Config:
     return cfg
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     cfg = build_cfg(args)
     setup_launcher(cfg)
     runner = Runner.from_cfg(cfg)
@@ -62,4 +64,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))

@@ -164,6 +164,7 @@ class _UnderwaterCocoDataset(CocoDataset):
 
     def load_data_list(self) -> List[dict]:
         self._skipped = Counter()
+        self.skipped_annotations: List[tuple] = []  # (annotation id, reason)
         data_list = super().load_data_list()
         if self._skipped:
             reasons = ', '.join(f'{n} {why}' for why, n in sorted(self._skipped.items()))
@@ -189,7 +190,26 @@ class _UnderwaterCocoDataset(CocoDataset):
                 kept.append(ann)
             else:
                 self._skipped[why] += 1
+                self.skipped_annotations.append((ann.get('id'), why))
         return super().parse_data_info(dict(raw_data_info, raw_ann_info=kept))
+
+
+def check_evaluation_split(dataset) -> None:
+    """Before inference on an annotated split: it holds instances to score, and
+    the dataset keeps every annotation of the json, which CocoMetric scores
+    (pycocotools crashes on an empty mask after the whole inference; a box
+    outside the image would count as a missed instance)."""
+    dataset.full_init()
+    ann_file = getattr(dataset, 'ann_file', '')
+    if not any(len(dataset.get_data_info(i)['instances']) for i in range(len(dataset))):
+        raise AnnotationError(f'{ann_file}: the split holds no instance to evaluate (every '
+                              'mAP would be -1); use the annotated split, or set '
+                              'test_evaluator.format_only=True to only write predictions')
+    skipped = getattr(dataset, 'skipped_annotations', [])
+    if skipped:
+        listed = _examples(f'{i} ({why})' for i, why in skipped)
+        raise AnnotationError(f'{ann_file}: CocoMetric would score annotations the dataset '
+                              f'skips: ids {listed}; fix or remove them in the json')
 
 
 @DATASETS.register_module()

@@ -1,4 +1,5 @@
 from .backbones import *  # noqa: F401,F403
+from .checkpoint_check import check_checkpoint_fits  # noqa: F401
 from .detectors import *  # noqa: F401,F403
 from .layers import DensePrompt  # noqa: F401
 from .mask_prompts import MaskPrompts  # noqa: F401

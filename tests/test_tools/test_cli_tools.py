@@ -5,6 +5,7 @@ import sys
 from unittest import mock
 
 import cv2
+import numpy as np
 import pytest
 import torch
 from mmdet.registry import MODELS
@@ -153,3 +154,98 @@ def test_browse_dataset(tools, data_root, tmp_path, split, size):
     # train: the pipeline's 128x128 image; val/test load the annotations after
     # the resize, so they are drawn on the original 64x64 image
     assert all(cv2.imread(str(f)).shape == (size, size, 3) for f in files)
+
+
+# --- bad input: one line, exit 2 -------------------------------------------
+
+def _cli(tool, *args):
+    from bipa.utils.cli import run_cli
+    return run_cli(tool.main, [str(a) for a in args])
+
+
+def _edited_copy(data_root, tmp_path, split, fn):
+    import shutil
+    root = tmp_path / 'data'
+    shutil.copytree(data_root, root)
+    path = root / 'annotations' / f'{split}.json'
+    coco = json.loads(path.read_text())
+    fn(coco)
+    path.write_text(json.dumps(coco))
+    return root
+
+
+def test_test_tool_refuses_a_sam_checkpoint(tools, data_root, tmp_path, capsys):
+    sam = MODELS.build(dict(type='BoxPromptedSAM', arch=Config.fromfile(CONFIG).model
+                            .backbone.arch, decoder_mlp_dim=64, decoder_num_heads=2))
+    path = tmp_path / 'sam.pth'
+    torch.save(sam.state_dict(), path)
+    code = _cli(tools['test'], CONFIG, path, '--work-dir', tmp_path / 'work',
+                *_data_options(data_root))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(f'error: {path} does not fit the model: ')
+    assert 'missing' in err[0] and 'unexpected' in err[0] and "SAM's own keys" in err[0]
+    assert '--allow-partial' in err[0]
+
+
+def test_test_tool_refuses_random_bytes(tools, data_root, tmp_path, capsys):
+    path = tmp_path / 'random.pth'
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    code = _cli(tools['test'], CONFIG, path, '--work-dir', tmp_path / 'work',
+                *_data_options(data_root))
+    err = capsys.readouterr().err
+    assert code == 2 and f'error: {path}: not a checkpoint torch can read' in err
+    with pytest.raises(Exception, match='not a checkpoint torch can read'):
+        _cli(tools['test'], CONFIG, path, '--work-dir', tmp_path / 'work', '--debug',
+             *_data_options(data_root))
+
+
+def test_test_split_without_instances_is_refused_before_inference(tools, checkpoint, data_root,
+                                                                  tmp_path, capsys):
+    root = _edited_copy(data_root, tmp_path, 'test', lambda c: c.update(annotations=[]))
+    with mock.patch('mmengine.runner.Runner.test', side_effect=AssertionError('inference')):
+        code = _cli(tools['test'], CONFIG, checkpoint, '--work-dir', tmp_path / 'work',
+                    *_data_options(root))
+    err = capsys.readouterr().err
+    assert code == 2 and 'test.json: the split holds no instance to evaluate' in err
+
+
+def test_annotations_the_evaluator_would_score_but_the_dataset_skips(tools, checkpoint,
+                                                                     data_root, tmp_path, capsys):
+    def empty_mask(coco):
+        coco['annotations'][1]['segmentation'] = []
+    root = _edited_copy(data_root, tmp_path, 'test', empty_mask)
+    with mock.patch('mmengine.runner.Runner.test', side_effect=AssertionError('inference')):
+        code = _cli(tools['test'], CONFIG, checkpoint, '--work-dir', tmp_path / 'work',
+                    *_data_options(root))
+    err = capsys.readouterr().err
+    assert code == 2 and 'CocoMetric would score annotations the dataset skips: ids 2 ' \
+                         '(empty mask)' in err
+
+
+def test_infer_skips_unreadable_images_and_fails_at_the_end(tools, checkpoint, data_root,
+                                                            tmp_path, capsys):
+    import shutil
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    for name in ('000000.jpg', '000001.jpg'):
+        shutil.copy(data_root / 'test' / name, folder / name)
+    (folder / '000002.jpg').write_bytes(b'not an image')
+    out = tmp_path / 'out'
+    with pytest.warns(UserWarning, match='000002.jpg: cannot be read as an image'):
+        code = _cli(tools['infer'], CONFIG, checkpoint, folder, '--out-dir', out)
+    assert code == 2
+    assert '1 of 3 inputs could not be read' in capsys.readouterr().err
+    records = json.loads((out / 'predictions.json').read_text())
+    assert [r['image'].rsplit('/', 1)[-1] for r in records] == ['000000.jpg', '000001.jpg']
+
+
+def test_train_names_an_unreadable_sam_checkpoint(data_root, tmp_path, capsys):
+    train = load_tool('train')
+    path = tmp_path / 'sam.pth'
+    path.write_bytes(b'\x00' * 100)
+    code = _cli(train, CONFIG, '--work-dir', tmp_path / 'work', '--cfg-options',
+                f'model.sam_checkpoint={path}', *_data_options(data_root)[1:])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(f'error: {path}: not a checkpoint torch can read')
