@@ -15,11 +15,13 @@ from mmengine.runner import IterBasedTrainLoop
 from torch.utils.data import DataLoader
 
 from ..models.layers.dense_prompt import DENSE_PROMPT_MODES
-from ..utils import get_rng_states, lock_work_dir, set_rng_states
+from ..utils import ConfigError, get_rng_states, lock_work_dir, set_rng_states
 from .prompt_objective import MaskObjective
-from .prompt_search import PromptSearch
+from .prompt_search import SAMPLERS, PromptSearch
 
 UNITS = ('iter', 'epoch')
+SEARCH_KEYS = {'pipeline', 'batch_size', 'num_workers', 'sampler', 'seed', 'storage',
+               'study_name', 'cache'}
 
 
 class _PhaseSwitchHook(Hook):
@@ -103,31 +105,39 @@ class BilevelLoop(IterBasedTrainLoop):
                  val_begin: int = 1, val_interval: int = 1000,
                  dynamic_intervals: Optional[List] = None) -> None:
         if unit not in UNITS:
-            raise ValueError(f'train_cfg.unit must be one of {UNITS}, got {unit!r}')
+            raise ConfigError(f'train_cfg.unit must be one of {UNITS}, got {unit!r}')
         if strategy not in DENSE_PROMPT_MODES:
-            raise ValueError(f'train_cfg.strategy must be one of {DENSE_PROMPT_MODES}, '
+            raise ConfigError(f'train_cfg.strategy must be one of {DENSE_PROMPT_MODES}, '
                              f'got {strategy!r}')
         for name, value in dict(T=T, K_a=K_a, K_b=K_b, K_c=K_c).items():
             if not isinstance(value, int) or value < 0 or (name in ('T', 'K_a') and value == 0):
                 kind = 'positive' if name in ('T', 'K_a') else 'non-negative'
-                raise ValueError(f'train_cfg.{name} must be a {kind} integer, got {value!r}')
+                raise ConfigError(f'train_cfg.{name} must be a {kind} integer, got {value!r}')
         if strategy == 'bilevel' and K_b == 0:
-            raise ValueError("train_cfg.K_b must be positive for strategy 'bilevel'")
+            raise ConfigError("train_cfg.K_b must be positive for strategy 'bilevel'")
         self.T, self.K_a, self.K_b, self.K_c = T, K_a, K_b, K_c
         self.unit, self.strategy, self.adaptation_only = unit, strategy, adaptation_only
         self.holdout = holdout
         self.search_cfg = dict(search or {})
+        unknown = set(self.search_cfg) - SEARCH_KEYS
+        if unknown:
+            raise ConfigError(f'train_cfg.search has unknown key(s) {sorted(unknown)}; '
+                              f'expected some of {sorted(SEARCH_KEYS)}')
+        if self.search_cfg.get('sampler', 'tpe') not in SAMPLERS:
+            raise ConfigError(f'train_cfg.search.sampler must be one of {SAMPLERS}, got '
+                              f'{self.search_cfg["sampler"]!r}')
         self.rounds_done = 0
         self.loaded_state: Optional[dict] = None
 
         if holdout is not None and val_split is not None:
-            raise ValueError('train_cfg.holdout and train_cfg.val_split both choose D_val: '
+            raise ConfigError('train_cfg.holdout and train_cfg.val_split both choose D_val: '
                              'set one of them to None')
         if strategy == 'bilevel' and (holdout is None and val_split is None
                                       or not isinstance(dataloader, dict)):
-            raise ValueError("strategy 'bilevel' needs D_val: train_cfg.holdout (held out of "
-                             'the training annotations) or train_cfg.val_split (a dataloader '
-                             'of the config, e.g. val_dataloader), and a dataloader config')
+            raise ConfigError("train_cfg.strategy='bilevel' needs D_val: train_cfg.holdout "
+                              '(held out of the training annotations) or train_cfg.val_split '
+                              '(a dataloader of the config, e.g. val_dataloader), and a '
+                              'dataloader config')
         self.val_split = val_split
         self._val_dataset_cfg = None
         if isinstance(dataloader, dict) and (holdout is not None or val_split is not None):
@@ -192,7 +202,7 @@ class BilevelLoop(IterBasedTrainLoop):
         loads = [i for i, t in enumerate(pipeline) if t.get('type') == 'LoadAnnotations'
                  and t.get('with_bbox', True) and t.get('with_mask')]
         if not loads or image_loader() is None:
-            raise ValueError('the prompt search reads D_val with the pipeline of '
+            raise ConfigError('train_cfg.search.pipeline: the prompt search reads D_val with the pipeline of '
                              'val_dataloader (or test_dataloader), which must load the image '
                              'and LoadAnnotations(with_bbox=True, with_mask=True); or set '
                              'train_cfg.search.pipeline')
@@ -206,7 +216,7 @@ class BilevelLoop(IterBasedTrainLoop):
         split); never the test split."""
         loader = runner.cfg.get(name) if isinstance(name, str) else None
         if not loader or 'dataset' not in loader:
-            raise ValueError(f'train_cfg.val_split={name!r} must name a dataloader of the '
+            raise ConfigError(f'train_cfg.val_split={name!r} must name a dataloader of the '
                              "config that has a dataset, e.g. 'val_dataloader'")
         dataset = copy.deepcopy(loader['dataset'])
         test = (runner.cfg.get('test_dataloader') or {}).get('dataset') or {}
@@ -216,7 +226,7 @@ class BilevelLoop(IterBasedTrainLoop):
 
         if name != 'test_dataloader' and (not test or source(dataset) != source(test)):
             return dataset
-        raise ValueError(f'train_cfg.val_split={name!r}: that is the test split '
+        raise ConfigError(f'train_cfg.val_split={name!r}: that is the test split '
                          f'({dataset.get("data_root", "")}{dataset.get("ann_file")}); the '
                          'prompt search must not see it (use train_cfg.holdout instead)')
 
@@ -224,11 +234,11 @@ class BilevelLoop(IterBasedTrainLoop):
         cfg = dict(finetune or {})
         unknown = set(cfg) - {'lr', 'param_scheduler'}
         if unknown:
-            raise ValueError(f'train_cfg.finetune has unknown key(s) {sorted(unknown)}; '
+            raise ConfigError(f'train_cfg.finetune has unknown key(s) {sorted(unknown)}; '
                              "expected 'lr' and 'param_scheduler'")
         lr = cfg.get('lr')
         if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
-            raise ValueError(f'train_cfg.finetune.lr must be a positive number or None, '
+            raise ConfigError(f'train_cfg.finetune.lr must be a positive number or None, '
                              f'got {lr!r}')
         return dict(lr=lr, param_scheduler=list(cfg.get('param_scheduler') or []))
 
@@ -243,7 +253,7 @@ class BilevelLoop(IterBasedTrainLoop):
         if cfg.get('by_epoch', True):  # mmengine's default
             scale = len(self.dataloader)
             if start % scale or length % scale:
-                raise ValueError(
+                raise ConfigError(
                     f'{key}: {cfg["type"]} counts epochs (by_epoch=True) but the phase '
                     f'(iterations {start}..{start + length}) is not whole epochs of '
                     f'{scale} iterations; use by_epoch=False')
@@ -295,7 +305,7 @@ class BilevelLoop(IterBasedTrainLoop):
         if prompt is None:
             raise TypeError('BilevelLoop needs a model with a dense prompt (BiPA)')
         if prompt.mode != self.strategy:
-            raise ValueError(
+            raise ConfigError(
                 f'train_cfg.strategy={self.strategy!r} disagrees with the model\'s dense '
                 f'prompt mode {prompt.mode!r}: set both '
                 f'(model.roi_head.mask_head.dense_prompt.mode)')
@@ -317,7 +327,7 @@ class BilevelLoop(IterBasedTrainLoop):
             return
         for key, value in self._schedule().items():
             if state[key] != value:
-                raise ValueError(f'cannot resume: the checkpoint was written with '
+                raise ConfigError(f'cannot resume: the checkpoint was written with '
                                  f'train_cfg {key}={state[key]!r}, the config now says '
                                  f'{value!r}')
         self.rounds_done = state['rounds_done']

@@ -8,6 +8,8 @@ from mmengine.logging import MMLogger
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from ..utils import ConfigError
+
 SAMPLERS = ('tpe', 'gp')
 # what a trial may raise that makes it a failed trial rather than a crash
 TRIAL_ERRORS = (RuntimeError, ValueError, FloatingPointError)
@@ -45,10 +47,11 @@ class PromptSearch:
                  interval: Sequence[float], sampler: str = 'tpe', seed: int = 0,
                  on_trial: Optional[Callable] = None) -> None:
         if sampler not in SAMPLERS:
-            raise ValueError(f'search sampler must be one of {SAMPLERS}, got {sampler!r}')
+            raise ConfigError(f'train_cfg.search.sampler must be one of {SAMPLERS}, '
+                              f'got {sampler!r}')
         low, high = (float(v) for v in interval)
         if not low < high:
-            raise ValueError(f'search interval B=[{low}, {high}] needs low < high')
+            raise ConfigError(f'search interval B=[{low}, {high}] needs low < high')
         self.storage = storage
         self.study_name = study_name
         self.num_groups = num_groups

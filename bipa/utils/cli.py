@@ -1,5 +1,6 @@
 """How the command-line tools report the errors a user can fix."""
 import os
+import re
 import sys
 from typing import Callable, List, Optional
 
@@ -9,9 +10,10 @@ def user_errors() -> tuple:
     each with a message that names what to fix."""
     from ..datasets import AnnotationError, ImageReadError
     from ..models import SAMCheckpointError
+    from .config_error import ConfigError
     from .work_dir_lock import WorkDirBusyError
     return (AnnotationError, ImageReadError, SAMCheckpointError, WorkDirBusyError,
-            FileNotFoundError)
+            ConfigError, FileNotFoundError)
 
 
 def run_cli(main: Callable, argv: Optional[List[str]] = None) -> int:
@@ -26,7 +28,8 @@ def run_cli(main: Callable, argv: Optional[List[str]] = None) -> int:
     except user_errors() as err:
         if debug:
             raise
-        print('error: ' + ' '.join(str(err).split()) + ' (--debug shows the traceback)',
-              file=sys.stderr)
+        # mmengine's registry prefixes "class `X` in module.py: " per nesting level
+        message = re.sub(r'class `\w+` in [\w./-]+\.py: ', '', ' '.join(str(err).split()))
+        print(f'error: {message} (--debug shows the traceback)', file=sys.stderr)
         return 2
     return 0

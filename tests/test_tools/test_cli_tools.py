@@ -163,6 +163,15 @@ def _cli(tool, *args):
     return run_cli(tool.main, [str(a) for a in args])
 
 
+def _error_lines(capsys):
+    """The ``error:`` lines on stderr (in-process, mmengine's logger may also
+    complain there about an earlier test's closed stream)."""
+    err = capsys.readouterr().err
+    for name in ('ConfigError', 'AnnotationError', 'SAMCheckpointError', 'ImageReadError'):
+        assert name not in err  # no traceback of ours
+    return [line for line in err.splitlines() if line.startswith('error: ')]
+
+
 def _edited_copy(data_root, tmp_path, split, fn):
     import shutil
     root = tmp_path / 'data'
@@ -181,7 +190,7 @@ def test_test_tool_refuses_a_sam_checkpoint(tools, data_root, tmp_path, capsys):
     torch.save(sam.state_dict(), path)
     code = _cli(tools['test'], CONFIG, path, '--work-dir', tmp_path / 'work',
                 *_data_options(data_root))
-    err = capsys.readouterr().err.strip().splitlines()
+    err = _error_lines(capsys)
     assert code == 2 and len(err) == 1
     assert err[0].startswith(f'error: {path} does not fit the model: ')
     assert 'missing' in err[0] and 'unexpected' in err[0] and "SAM's own keys" in err[0]
@@ -246,6 +255,22 @@ def test_train_names_an_unreadable_sam_checkpoint(data_root, tmp_path, capsys):
     path.write_bytes(b'\x00' * 100)
     code = _cli(train, CONFIG, '--work-dir', tmp_path / 'work', '--cfg-options',
                 f'model.sam_checkpoint={path}', *_data_options(data_root)[1:])
-    err = capsys.readouterr().err.strip().splitlines()
+    err = _error_lines(capsys)
     assert code == 2 and len(err) == 1
     assert err[0].startswith(f'error: {path}: not a checkpoint torch can read')
+
+
+@pytest.mark.parametrize('option, message', [
+    ('model.roi_head.mask_head.dense_prompt.search_interval=(3.0,1.0)',
+     'error: model.roi_head.mask_head.dense_prompt.search_interval B=[3.0, 1.0] needs low < high'),
+    ("train_cfg.search.sampeler='gp'",
+     "error: train_cfg.search has unknown key(s) ['sampeler']"),
+    ("model.neck.multiscale_conv='separable'",
+     "error: model.neck.multiscale_conv must be one of ('full', 'depthwise')"),
+])
+def test_config_errors_name_the_full_key_on_one_line(data_root, tmp_path, capsys, option,
+                                                     message):
+    code = _cli(load_tool('train'), CONFIG, '--work-dir', tmp_path / 'work', '--cfg-options',
+                option, 'model.sam_checkpoint=None', *_data_options(data_root)[1:])
+    lines = _error_lines(capsys)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(message), lines

@@ -10,6 +10,8 @@ from segment_anything.modeling.image_encoder import (Block, window_partition,
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ...utils import ConfigError
+
 from ..layers import BlockAdapter, rel_pos_attention
 from ..sam_parts import build_image_encoder, resolve_sam_arch
 
@@ -82,12 +84,12 @@ class SAMViTAdapter(BaseModule):
                               ('out_indices', self.out_indices)):
             bad = [i for i in indices if not 0 <= i < depth]
             if bad:
-                raise ValueError(f'{name} {bad} out of range for a {depth}-block ViT')
+                raise ConfigError(f'model.backbone.{name} {bad} out of range for a {depth}-block ViT')
         if grad_mode not in GRAD_MODES:
-            raise ValueError(f'grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}')
+            raise ConfigError(f'model.backbone.grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}')
         self.grad_mode = grad_mode
         if mlp_adapter_input not in MLP_ADAPTER_INPUTS:
-            raise ValueError(f'mlp_adapter_input must be one of {MLP_ADAPTER_INPUTS}, '
+            raise ConfigError(f'model.backbone.mlp_adapter_input must be one of {MLP_ADAPTER_INPUTS}, '
                              f'got {mlp_adapter_input!r}')
         self.mlp_adapter_input = mlp_adapter_input
         self.adapters = nn.ModuleDict({

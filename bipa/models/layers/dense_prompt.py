@@ -5,6 +5,8 @@ import torch
 from mmdet.registry import MODELS
 from torch import nn
 
+from ...utils import ConfigError
+
 DENSE_PROMPT_MODES = ('frozen', 'naive', 'bilevel')
 DENSE_PROMPT_BASES = ('sam', 'learned')
 
@@ -39,21 +41,24 @@ class DensePrompt(nn.Module):
                  base: str = 'sam') -> None:
         super().__init__()
         if mode not in DENSE_PROMPT_MODES:
-            raise ValueError(f'dense prompt mode must be one of {DENSE_PROMPT_MODES}, '
+            raise ConfigError(f'model.roi_head.mask_head.dense_prompt.mode: dense prompt mode must be one of '
+                              f'{DENSE_PROMPT_MODES}, '
                              f'got {mode!r}')
         if base not in DENSE_PROMPT_BASES:
-            raise ValueError(f'dense prompt base must be one of {DENSE_PROMPT_BASES}, '
+            raise ConfigError(f'model.roi_head.mask_head.dense_prompt.base: dense prompt base must be one of '
+                              f'{DENSE_PROMPT_BASES}, '
                              f'got {base!r}')
         if base == 'learned' and mode != 'bilevel':
-            raise ValueError(f"dense prompt base='learned' applies to mode 'bilevel' (mode "
+            raise ConfigError(f"model.roi_head.mask_head.dense_prompt.base: dense prompt base='learned' applies to mode 'bilevel' (mode "
                              f"{mode!r} {'trains' if mode == 'naive' else 'freezes'} "
                              'the embedding already)')
         if num_groups <= 0 or embed_dim % num_groups:
-            raise ValueError(f'num_groups (N_g={num_groups}) must divide the prompt '
+            raise ConfigError(f'model.roi_head.mask_head.dense_prompt.num_groups (N_g={num_groups}) must divide the prompt '
                              f'dimension {embed_dim}')
         low, high = (float(v) for v in search_interval)
         if not low < high:
-            raise ValueError(f'search_interval B=[{low}, {high}] needs low < high')
+            raise ConfigError(f'model.roi_head.mask_head.dense_prompt.search_interval B=[{low}, {high}] needs '
+                              'low < high')
         self.mode = mode
         self.base = base
         self.num_groups = num_groups

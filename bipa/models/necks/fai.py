@@ -15,6 +15,8 @@ from mmdet.utils import ConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from ...utils import ConfigError
+
 from ..layers.channel_attention import ChannelAttention
 from ..layers.ema import EMA
 from ..layers.norm import LayerNorm2d
@@ -42,8 +44,8 @@ class MultiScaleConv(nn.Module):
                  ) -> None:
         super().__init__()
         if conv not in MULTISCALE_CONVS:
-            raise ValueError(
-                f'multiscale_conv must be one of {MULTISCALE_CONVS}, got {conv!r}')
+            raise ConfigError(
+                f'model.neck.multiscale_conv must be one of {MULTISCALE_CONVS}, got {conv!r}')
         self.proj = ConvModule(in_channels, out_channels, 1, norm_cfg=norm_cfg,
                                act_cfg=dict(type='GELU'))
         groups = out_channels if conv == 'depthwise' else 1
@@ -117,8 +119,8 @@ class WeightGenerator(nn.Module):
                  ) -> None:
         super().__init__()
         if alpha_channels not in (1, channels):
-            raise ValueError(
-                f'alpha_channels must be 1 (position-wise) or {channels} '
+            raise ConfigError(
+                f'model.neck.alpha_channels must be 1 (position-wise) or {channels} '
                 f'(per channel), got {alpha_channels}')
         self.reduce = ConvModule(
             2 * channels, channels, 3, padding=1, norm_cfg=norm_cfg,
@@ -168,15 +170,15 @@ class FAINeck(BaseModule):
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if fusion not in FUSIONS:
-            raise ValueError(
-                f'fusion must be one of {FUSIONS}, got {fusion!r}')
+            raise ConfigError(
+                f'model.neck.fusion must be one of {FUSIONS}, got {fusion!r}')
         if len(local_strides) != len(local_channels):
-            raise ValueError(
-                f'local_strides {tuple(local_strides)} and local_channels '
+            raise ConfigError(
+                f'model.neck.local_strides {tuple(local_strides)} and local_channels '
                 f'{tuple(local_channels)} must have the same length')
         if num_outs < len(local_channels):
-            raise ValueError(
-                f'num_outs ({num_outs}) must be >= the number of levels '
+            raise ConfigError(
+                f'model.neck.num_outs ({num_outs}) must be >= the number of levels '
                 f'({len(local_channels)})')
         self.fusion = fusion
         self.num_levels = len(local_channels)
@@ -185,8 +187,8 @@ class FAINeck(BaseModule):
 
         bad = [c for c in local_channels if c % ema_group_channels]
         if ema_group_channels < 1 or bad:
-            raise ValueError(
-                f'ema_group_channels ({ema_group_channels}) must divide every '
+            raise ConfigError(
+                f'model.neck.ema_group_channels ({ema_group_channels}) must divide every '
                 f'local channel count, not {bad}')
         self.local_branches = nn.ModuleList(
             nn.Sequential(

@@ -1,0 +1,2 @@
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names its full key."""
