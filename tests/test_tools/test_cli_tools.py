@@ -274,3 +274,14 @@ def test_config_errors_name_the_full_key_on_one_line(data_root, tmp_path, capsys
                 option, 'model.sam_checkpoint=None', *_data_options(data_root)[1:])
     lines = _error_lines(capsys)
     assert code == 2 and len(lines) == 1 and lines[0].startswith(message), lines
+
+
+def test_infer_refuses_a_checkpoint_that_does_not_fit(tools, data_root, tmp_path, capsys):
+    cfg = Config.fromfile(CONFIG)
+    cfg.model.neck.out_channels = 16  # another model
+    path = tmp_path / 'other.pth'
+    torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict()), path)
+    code = _cli(tools['infer'], CONFIG, path, data_root / 'test' / '000000.jpg',
+                '--out-dir', tmp_path / 'out')
+    err = _error_lines(capsys)
+    assert code == 2 and len(err) == 1 and 'mismatched' in err[0] and '--allow-partial' in err[0]
