@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from ..models.layers.dense_prompt import DENSE_PROMPT_MODES
 from ..utils import ConfigError, get_rng_states, lock_work_dir, set_rng_states
 from .prompt_objective import MaskObjective
-from .prompt_search import SAMPLERS, PromptSearch
+from .prompt_search import PromptSearch
 
 UNITS = ('iter', 'epoch')
 SEARCH_KEYS = {'pipeline', 'batch_size', 'num_workers', 'sampler', 'seed', 'storage',
@@ -108,7 +108,7 @@ class BilevelLoop(IterBasedTrainLoop):
             raise ConfigError(f'train_cfg.unit must be one of {UNITS}, got {unit!r}')
         if strategy not in DENSE_PROMPT_MODES:
             raise ConfigError(f'train_cfg.strategy must be one of {DENSE_PROMPT_MODES}, '
-                             f'got {strategy!r}')
+                              f'got {strategy!r}')
         for name, value in dict(T=T, K_a=K_a, K_b=K_b, K_c=K_c).items():
             if not isinstance(value, int) or value < 0 or (name in ('T', 'K_a') and value == 0):
                 kind = 'positive' if name in ('T', 'K_a') else 'non-negative'
@@ -123,15 +123,12 @@ class BilevelLoop(IterBasedTrainLoop):
         if unknown:
             raise ConfigError(f'train_cfg.search has unknown key(s) {sorted(unknown)}; '
                               f'expected some of {sorted(SEARCH_KEYS)}')
-        if self.search_cfg.get('sampler', 'tpe') not in SAMPLERS:
-            raise ConfigError(f'train_cfg.search.sampler must be one of {SAMPLERS}, got '
-                              f'{self.search_cfg["sampler"]!r}')
         self.rounds_done = 0
         self.loaded_state: Optional[dict] = None
 
         if holdout is not None and val_split is not None:
             raise ConfigError('train_cfg.holdout and train_cfg.val_split both choose D_val: '
-                             'set one of them to None')
+                              'set one of them to None')
         if strategy == 'bilevel' and (holdout is None and val_split is None
                                       or not isinstance(dataloader, dict)):
             raise ConfigError("train_cfg.strategy='bilevel' needs D_val: train_cfg.holdout "
@@ -165,6 +162,8 @@ class BilevelLoop(IterBasedTrainLoop):
         self._max_iters = self.adaptation_iters + self.finetune_iters
         self.finetune_cfg = self._check_finetune(finetune)
         self._check_model()
+        # built here, so that a bad search setting stops the run before training
+        self.search = self.build_search() if strategy == 'bilevel' else None
         runner.param_schedulers = self._phase_schedulers(runner.param_schedulers)
         runner.register_hook(_LoopStateHook(self))
         runner.register_hook(_PhaseSwitchHook(self))
@@ -195,6 +194,7 @@ class BilevelLoop(IterBasedTrainLoop):
             if loader:
                 break
         pipeline = copy.deepcopy(loader['dataset'].get('pipeline') or []) if loader else []
+
         def image_loader():
             return next((i for i, t in enumerate(pipeline)
                          if 'LoadImage' in str(t.get('type'))), None)
@@ -202,10 +202,10 @@ class BilevelLoop(IterBasedTrainLoop):
         loads = [i for i, t in enumerate(pipeline) if t.get('type') == 'LoadAnnotations'
                  and t.get('with_bbox', True) and t.get('with_mask')]
         if not loads or image_loader() is None:
-            raise ConfigError('train_cfg.search.pipeline: the prompt search reads D_val with the pipeline of '
-                             'val_dataloader (or test_dataloader), which must load the image '
-                             'and LoadAnnotations(with_bbox=True, with_mask=True); or set '
-                             'train_cfg.search.pipeline')
+            raise ConfigError('val_dataloader.dataset.pipeline: the prompt search reads D_val '
+                              'with the pipeline of val_dataloader (or test_dataloader), which '
+                              'must load the image and LoadAnnotations(with_bbox=True, '
+                              'with_mask=True); or set train_cfg.search.pipeline')
         annotations = pipeline.pop(loads[0])
         pipeline.insert(image_loader() + 1, annotations)
         return pipeline
@@ -217,7 +217,7 @@ class BilevelLoop(IterBasedTrainLoop):
         loader = runner.cfg.get(name) if isinstance(name, str) else None
         if not loader or 'dataset' not in loader:
             raise ConfigError(f'train_cfg.val_split={name!r} must name a dataloader of the '
-                             "config that has a dataset, e.g. 'val_dataloader'")
+                              "config that has a dataset, e.g. 'val_dataloader'")
         dataset = copy.deepcopy(loader['dataset'])
         test = (runner.cfg.get('test_dataloader') or {}).get('dataset') or {}
 
@@ -227,19 +227,19 @@ class BilevelLoop(IterBasedTrainLoop):
         if name != 'test_dataloader' and (not test or source(dataset) != source(test)):
             return dataset
         raise ConfigError(f'train_cfg.val_split={name!r}: that is the test split '
-                         f'({dataset.get("data_root", "")}{dataset.get("ann_file")}); the '
-                         'prompt search must not see it (use train_cfg.holdout instead)')
+                          f'({dataset.get("data_root", "")}{dataset.get("ann_file")}); the '
+                          'prompt search must not see it (use train_cfg.holdout instead)')
 
     def _check_finetune(self, finetune: Optional[dict]) -> dict:
         cfg = dict(finetune or {})
         unknown = set(cfg) - {'lr', 'param_scheduler'}
         if unknown:
             raise ConfigError(f'train_cfg.finetune has unknown key(s) {sorted(unknown)}; '
-                             "expected 'lr' and 'param_scheduler'")
+                              "expected 'lr' and 'param_scheduler'")
         lr = cfg.get('lr')
         if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
             raise ConfigError(f'train_cfg.finetune.lr must be a positive number or None, '
-                             f'got {lr!r}')
+                              f'got {lr!r}')
         return dict(lr=lr, param_scheduler=list(cfg.get('param_scheduler') or []))
 
     def _in_phase(self, scheduler: dict, key: str, start: int, length: int) -> dict:
@@ -328,8 +328,8 @@ class BilevelLoop(IterBasedTrainLoop):
         for key, value in self._schedule().items():
             if state[key] != value:
                 raise ConfigError(f'cannot resume: the checkpoint was written with '
-                                 f'train_cfg {key}={state[key]!r}, the config now says '
-                                 f'{value!r}')
+                                  f'train_cfg {key}={state[key]!r}, the config now says '
+                                  f'{value!r}')
         self.rounds_done = state['rounds_done']
         set_rng_states(state['rng'])
 
@@ -410,14 +410,13 @@ class BilevelLoop(IterBasedTrainLoop):
         wrapper = self.runner.optim_wrapper
         dtype = wrapper.cast_dtype if isinstance(wrapper, AmpOptimWrapper) else None
         return MaskObjective(self.runner.model, loader, cache=cfg.get('cache', True),
-                             source=self._search_source,
-                             autocast_dtype=dtype)
+                             autocast_dtype=dtype, source=self._search_source)
 
     def _run_search(self, round_idx: int) -> None:
         prompt = self.detector.dense_prompt
         weights = torch.zeros(prompt.num_groups, device=prompt.group_weights.device)
         if is_main_process():
-            search = self.build_search()
+            search = self.search
             self.runner.logger.info(
                 f'prompt search round {round_idx}/{self.T}: {self.K_b} trials, study '
                 f'{search.study_name}-round{round_idx} in {search.storage}')
@@ -427,6 +426,8 @@ class BilevelLoop(IterBasedTrainLoop):
                         else prompt.get_group_weights().tolist())
             identity = [1.0] * prompt.num_groups
             try:
+                # outside the trials: a D_val that cannot be scored stops the run
+                objective.prepare()
                 best, value = search.run_round(round_idx, self.K_b, objective,
                                                warm_start=[previous, identity])
             finally:

@@ -10,7 +10,7 @@ from mmengine.model import is_model_wrapper
 from torch import Tensor, nn
 
 from ..models.mask_prompts import MaskPrompts
-from ..utils import get_rng_states, set_rng_states
+from ..utils import ConfigError, get_rng_states, set_rng_states
 
 
 @contextlib.contextmanager
@@ -96,7 +96,7 @@ def check_gt_at_input_scale(samples, source: str) -> None:
         boxes = get_box_tensor(gt.bboxes)
         outside = bool((boxes[:, 2] > img_w + 1).any() or (boxes[:, 3] > img_h + 1).any())
         if mask_hw != (img_h, img_w) or outside:
-            raise ValueError(
+            raise ConfigError(
                 f'{source}: the ground truth of {sample.metainfo.get("img_path", "an image")} '
                 f'is not at the model input scale: image {img_h}x{img_w} after the pipeline, '
                 f'GT masks {mask_hw[0]}x{mask_hw[1]}, GT boxes up to '

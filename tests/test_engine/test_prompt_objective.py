@@ -135,3 +135,19 @@ def test_bce_with_logits_sum_equals_torch():
     expected = torch.nn.functional.binary_cross_entropy_with_logits(
         logits.double(), targets.double(), reduction='sum')
     assert float(bce_with_logits_sum(logits, targets)) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_gt_at_another_scale_stops_the_run_at_the_first_search(loop_cfg, mixed_size_data,
+                                                               tmp_path):
+    """Not a failed trial per trial: the run stops with the pipeline named."""
+    from bipa.utils import ConfigError
+    cfg = loop_cfg()
+    cfg.train_dataloader.dataset.data_root = str(mixed_size_data) + '/'
+    cfg.train_cfg.holdout = HOLDOUT
+    cfg.train_cfg.search.pipeline = [REFERENCE_PIPELINE[0], REFERENCE_PIPELINE[2],
+                                     REFERENCE_PIPELINE[1], REFERENCE_PIPELINE[3]]
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(ConfigError, match=r'train_cfg\.search\.pipeline.*not at the model '
+                                          r'input scale'):
+        runner.train()
+    assert runner.iter == 2  # stopped at the first search, after K_a iterations
