@@ -17,7 +17,6 @@ TRIAL_ERRORS = (RuntimeError, ValueError, FloatingPointError)
 INTERRUPTED = 'interrupted'
 
 
-
 def study_name_of(prefix: str, round_idx: int) -> str:
     return f'{prefix}-round{round_idx}'
 

@@ -6,5 +6,7 @@ from .run_config import load_run_config, setup_launcher
 from .work_dir_lock import WorkDirBusyError, lock_work_dir
 
 __all__ = [
-    'ConfigError', 'register_checkpoint_safe_globals', 'fix_dataset_subset_memo', 'get_rng_states', 'set_rng_states', 'load_run_config', 'setup_launcher', 'WorkDirBusyError', 'lock_work_dir'
+    'ConfigError', 'register_checkpoint_safe_globals', 'fix_dataset_subset_memo',
+    'get_rng_states', 'set_rng_states', 'load_run_config', 'setup_launcher',
+    'WorkDirBusyError', 'lock_work_dir'
 ]

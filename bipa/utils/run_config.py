@@ -5,6 +5,8 @@ from typing import Optional
 import torch
 from mmengine.config import Config
 
+from .config_error import ConfigError
+
 
 def load_run_config(config: str, *, cfg_options: Optional[dict] = None,
                     work_dir: Optional[str] = None, launcher: str = 'none') -> Config:
@@ -36,8 +38,8 @@ def setup_launcher(cfg: Config) -> None:
     if cfg.launcher == 'none' or torch.cuda.is_available():
         return
     if cfg.launcher != 'pytorch':
-        raise ValueError(f'--launcher {cfg.launcher} without GPUs is not supported; use '
-                         'torchrun (--launcher pytorch), e.g. bash tools/dist_train.sh')
+        raise ConfigError(f'--launcher {cfg.launcher} without GPUs is not supported; use '
+                          'torchrun (--launcher pytorch), e.g. bash tools/dist_train.sh')
     dist_cfg = cfg.env_cfg.setdefault('dist_cfg', {})
     dist_cfg['backend'] = 'gloo'
     wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))

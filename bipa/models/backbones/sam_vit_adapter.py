@@ -11,7 +11,6 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ...utils import ConfigError
-
 from ..layers import BlockAdapter, rel_pos_attention
 from ..sam_parts import build_image_encoder, resolve_sam_arch
 
@@ -84,13 +83,15 @@ class SAMViTAdapter(BaseModule):
                               ('out_indices', self.out_indices)):
             bad = [i for i in indices if not 0 <= i < depth]
             if bad:
-                raise ConfigError(f'model.backbone.{name} {bad} out of range for a {depth}-block ViT')
+                raise ConfigError(f'model.backbone.{name} {bad} out of range for a '
+                                  f'{depth}-block ViT')
         if grad_mode not in GRAD_MODES:
-            raise ConfigError(f'model.backbone.grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}')
+            raise ConfigError(f'model.backbone.grad_mode must be one of {GRAD_MODES}, '
+                              f'got {grad_mode!r}')
         self.grad_mode = grad_mode
         if mlp_adapter_input not in MLP_ADAPTER_INPUTS:
-            raise ConfigError(f'model.backbone.mlp_adapter_input must be one of {MLP_ADAPTER_INPUTS}, '
-                             f'got {mlp_adapter_input!r}')
+            raise ConfigError(f'model.backbone.mlp_adapter_input must be one of '
+                              f'{MLP_ADAPTER_INPUTS}, got {mlp_adapter_input!r}')
         self.mlp_adapter_input = mlp_adapter_input
         self.adapters = nn.ModuleDict({
             str(i): BlockAdapter(arch_cfg['embed_dim'], ratio=adapter_ratio,

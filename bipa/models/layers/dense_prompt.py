@@ -40,32 +40,28 @@ class DensePrompt(nn.Module):
                  search_interval: Sequence[float] = (1.0, 3.0),
                  base: str = 'sam') -> None:
         super().__init__()
+        key = 'model.roi_head.mask_head.dense_prompt'
         if mode not in DENSE_PROMPT_MODES:
-            raise ConfigError(f'model.roi_head.mask_head.dense_prompt.mode: dense prompt mode must be one of '
-                              f'{DENSE_PROMPT_MODES}, '
-                             f'got {mode!r}')
+            raise ConfigError(f'{key}.mode must be one of {DENSE_PROMPT_MODES}, got {mode!r}')
         if base not in DENSE_PROMPT_BASES:
-            raise ConfigError(f'model.roi_head.mask_head.dense_prompt.base: dense prompt base must be one of '
-                              f'{DENSE_PROMPT_BASES}, '
-                             f'got {base!r}')
+            raise ConfigError(f'{key}.base must be one of {DENSE_PROMPT_BASES}, got {base!r}')
         if base == 'learned' and mode != 'bilevel':
-            raise ConfigError(f"model.roi_head.mask_head.dense_prompt.base: dense prompt base='learned' applies to mode 'bilevel' (mode "
-                             f"{mode!r} {'trains' if mode == 'naive' else 'freezes'} "
-                             'the embedding already)')
+            raise ConfigError(f"{key}.base: base='learned' applies to mode 'bilevel' (mode "
+                              f"{mode!r} {'trains' if mode == 'naive' else 'freezes'} the "
+                              'embedding already)')
         if num_groups <= 0 or embed_dim % num_groups:
-            raise ConfigError(f'model.roi_head.mask_head.dense_prompt.num_groups (N_g={num_groups}) must divide the prompt '
-                             f'dimension {embed_dim}')
+            raise ConfigError(f'{key}.num_groups (N_g={num_groups}) must divide the prompt '
+                              f'dimension {embed_dim}')
         low, high = (float(v) for v in search_interval)
         if not low < high:
-            raise ConfigError(f'model.roi_head.mask_head.dense_prompt.search_interval B=[{low}, {high}] needs '
-                              'low < high')
+            raise ConfigError(f'{key}.search_interval B=[{low}, {high}] needs low < high')
         self.mode = mode
         self.base = base
         self.num_groups = num_groups
         self.search_interval = (low, high)
         # N(0, 1) like SAM's nn.Embedding; replaced by no_mask_embed from a SAM checkpoint
-        self.embedding = nn.Parameter(torch.randn(embed_dim), requires_grad=mode == 'naive' or (
-            mode == 'bilevel' and base == 'learned'))
+        trains = mode == 'naive' or (mode == 'bilevel' and base == 'learned')
+        self.embedding = nn.Parameter(torch.randn(embed_dim), requires_grad=trains)
         self.register_buffer('group_weights', torch.ones(num_groups))
 
     def forward(self) -> torch.Tensor:

@@ -16,7 +16,6 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ...utils import ConfigError
-
 from ..layers.channel_attention import ChannelAttention
 from ..layers.ema import EMA
 from ..layers.norm import LayerNorm2d
@@ -44,8 +43,8 @@ class MultiScaleConv(nn.Module):
                  ) -> None:
         super().__init__()
         if conv not in MULTISCALE_CONVS:
-            raise ConfigError(
-                f'model.neck.multiscale_conv must be one of {MULTISCALE_CONVS}, got {conv!r}')
+            raise ConfigError(f'model.neck.multiscale_conv must be one of '
+                              f'{MULTISCALE_CONVS}, got {conv!r}')
         self.proj = ConvModule(in_channels, out_channels, 1, norm_cfg=norm_cfg,
                                act_cfg=dict(type='GELU'))
         groups = out_channels if conv == 'depthwise' else 1
