@@ -19,7 +19,10 @@ from mmdet.datasets.api_wrappers import COCO
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
-from .synthetic import SYNTHETIC_CLASSES
+
+# The classes of the synthetic dataset (bipa.datasets.synthetic), in the
+# order of its category ids.
+SYNTHETIC_CLASSES = ('fish', 'reefs', 'aquatic plants', 'human divers', 'robots')
 
 # One colour per class name, shared by all datasets (RGB).
 CLASS_COLOURS = {
@@ -251,7 +254,7 @@ class USIS10KForegroundDataset(_UnderwaterCocoDataset):
 
 @DATASETS.register_module()
 class SyntheticUnderwaterDataset(_UnderwaterCocoDataset):
-    """The synthetic dataset of :mod:`bipa.datasets.synthetic`.
+    """The synthetic dataset of :mod:`bipa.datasets.synthetic` (either medium).
 
     Layout: ``{root}/annotations/{split}.json`` with images in
     ``{root}/{split}/`` (``data_prefix=dict(img='{split}/')``); generate it

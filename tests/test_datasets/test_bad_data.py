@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from mmdet.registry import DATASETS
 
-from bipa.datasets import (AnnotationError, ImageReadError, SYNTHETIC_CLASSES,
-                           generate_synthetic_dataset)
+from bipa.datasets import SYNTHETIC_CLASSES, AnnotationError, ImageReadError
+from bipa.datasets.synthetic import generate_synthetic_dataset
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,4 @@
-"""The synthetic underwater dataset generator (bipa.datasets.synthetic)."""
+"""The synthetic dataset generator (bipa.datasets.synthetic), in both media."""
 import json
 from pathlib import Path
 
@@ -10,9 +10,8 @@ from pycocotools.coco import COCO
 
 from tests.conftest import load_tool
 
-from bipa.datasets.synthetic import (SYNTHETIC_CLASSES,
-                                     generate_synthetic_dataset,
-                                     render_synthetic_image)
+from bipa.datasets import SYNTHETIC_CLASSES
+from bipa.datasets.synthetic import generate_synthetic_dataset, render_synthetic_image
 
 SPLITS = dict(train=4, val=2)
 SIZE = (64, 64)
@@ -120,6 +119,55 @@ def test_render_synthetic_image():
     assert beta[0] > beta[1] > beta[2]  # red attenuates most, blue least
 
 
+@pytest.fixture(scope='module')
+def in_air(dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp('in_air')
+    generate_synthetic_dataset(str(root), splits=SPLITS, image_size=SIZE, seed=0,
+                               medium='in_air', progress=False)
+    return root
+
+
+def test_in_air_is_deterministic(in_air, tmp_path):
+    generate_synthetic_dataset(str(tmp_path), splits=SPLITS, image_size=SIZE, seed=0,
+                               medium='in_air', progress=False)
+    assert _files(tmp_path) == _files(in_air)
+
+
+@pytest.mark.parametrize('split', list(SPLITS))
+def test_media_share_the_scenes(dataset, in_air, split):
+    """Same seed: the same masks, boxes and labels; other pixels."""
+    water = json.loads((dataset[0] / 'annotations' / f'{split}.json').read_text())
+    air = json.loads((in_air / 'annotations' / f'{split}.json').read_text())
+    assert (water['info']['medium'], air['info']['medium']) == ('underwater', 'in_air')
+    water.pop('info'), air.pop('info')
+    assert water == air
+    for img in air['images']:
+        a = cv2.imread(str(in_air / split / img['file_name'])).astype(np.float32)
+        w = cv2.imread(str(dataset[0] / split / img['file_name'])).astype(np.float32)
+        assert np.abs(a - w).mean() > 10
+
+
+def test_in_air_has_no_water():
+    """Daylight: no colour cast (red is not suppressed) and more contrast
+    between objects and background than the same scenes under water."""
+    contrast = {}
+    for medium in ('underwater', 'in_air'):
+        reds, diffs = [], []
+        for i in range(8):
+            out = render_synthetic_image(np.random.default_rng(i), (64, 96), 0.2, medium=medium)
+            img = out['image'].astype(np.float32)
+            reds.append(img[..., 0].mean() / img[..., 1:].mean())
+            fg = np.any(out['masks'], 0)
+            if (~fg).any():
+                diffs.append(np.abs(img[fg].mean(0) - img[~fg].mean(0)).sum())
+        contrast[medium] = np.mean(diffs)
+        if medium == 'in_air':
+            assert np.mean(reds) > 0.8
+        else:
+            assert np.mean(reds) < 0.6
+    assert contrast['in_air'] > 1.5 * contrast['underwater']
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError):
         generate_synthetic_dataset(str(tmp_path), splits={'a/b': 1},
@@ -127,6 +175,9 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError):
         generate_synthetic_dataset(str(tmp_path), splits=dict(train=1),
                                    image_size=SIZE, seed=-1, progress=False)
+    with pytest.raises(ValueError, match='medium'):
+        generate_synthetic_dataset(str(tmp_path), splits=dict(train=1),
+                                   image_size=SIZE, medium='space', progress=False)
 
 
 def test_cli(tmp_path, capsys):
@@ -134,10 +185,11 @@ def test_cli(tmp_path, capsys):
     out = tmp_path / 'cli'
     info = cli.main(['--out', str(out), '--train', '2', '--val', '1',
                      '--test', '0', '--size', '40', '56', '--seed', '5',
-                     '--no-progress'])
+                     '--medium', 'in_air', '--min-object-size', '0.3', '--no-progress'])
     printed = capsys.readouterr().out
     assert str(out) in printed and 'train: 2 images' in printed
     assert info['seed'] == 5 and info['image_size'] == (40, 56)
+    assert info['medium'] == 'in_air' and 'synthetic in_air dataset' in printed
     train = json.loads((out / 'annotations' / 'train.json').read_text())
     assert len(train['images']) == 2
     assert train['images'][0]['height'] == 40

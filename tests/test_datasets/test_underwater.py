@@ -7,10 +7,9 @@ import pytest
 from mmdet.registry import DATASETS
 from mmengine.registry import init_default_scope
 
-from bipa.datasets import (SYNTHETIC_CLASSES, SyntheticUnderwaterDataset,
-                           UIISDataset, USIS10KDataset,
-                           USIS10KForegroundDataset,
-                           generate_synthetic_dataset)
+from bipa.datasets import (SYNTHETIC_CLASSES, SyntheticUnderwaterDataset, UIISDataset,
+                           USIS10KDataset, USIS10KForegroundDataset)
+from bipa.datasets.synthetic import generate_synthetic_dataset
 
 PIPELINE = [
     dict(type='LoadImageFromFile'),

@@ -6,7 +6,7 @@ import shutil
 import pytest
 from mmengine.config import Config
 
-from bipa.datasets import generate_synthetic_dataset
+from bipa.datasets.synthetic import generate_synthetic_dataset
 from tests.conftest import ROOT
 
 DEMO_CFG = ROOT / 'configs' / 'bipa_demo_synthetic.py'

@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from bipa.datasets import generate_synthetic_dataset
+from bipa.datasets.synthetic import generate_synthetic_dataset
 from tests.conftest import ROOT
 
 

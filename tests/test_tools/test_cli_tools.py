@@ -11,8 +11,8 @@ import torch
 from mmdet.registry import MODELS
 from mmengine.config import Config
 
-from bipa.datasets import (SYNTHETIC_CLASSES, SyntheticUnderwaterDataset,
-                           generate_synthetic_dataset)
+from bipa.datasets import SYNTHETIC_CLASSES, SyntheticUnderwaterDataset
+from bipa.datasets.synthetic import generate_synthetic_dataset
 from tests.conftest import ROOT as REPO, load_tool
 
 CONFIG = str(REPO / 'configs' / 'bipa_demo_synthetic.py')
