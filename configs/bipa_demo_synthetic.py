@@ -1,21 +1,19 @@
 # The demo: the whole BiPA pipeline (adapters, FAI, SAM prompt head, the
-# bilevel loop with its Optuna search) with a tiny SAM on the synthetic
-# underwater dataset, sized to train and evaluate on a laptop CPU.
-# `make demo` generates the data, pre-trains the tiny SAM, trains, tests and
-# draws a few predictions.
+# bilevel loop with its Optuna search) with a tiny SAM pre-trained in air, on
+# the synthetic underwater dataset, sized to train and evaluate on a laptop
+# CPU. `make demo` measures the SAM's domain gap, trains, tests and draws.
 _base_ = [
     './_base_/models/bipa_vit-tiny.py', './_base_/datasets/synthetic_underwater_demo.py',
     './_base_/schedules/bilevel_paper.py', './_base_/default_runtime.py'
 ]
 
-# BiPA adapts a pre-trained SAM. No weights exist for the tiny arch, so the demo
-# first pre-trains one on the synthetic training split with box prompts
-# (configs/sam_vit-tiny_synthetic.py; `make demo` does it and saves it here).
-# As in BiPA, its ViT and mask decoder stay frozen: adapters, FAI, RPN, RoI
-# heads and the prompt generator learn. The local ResNet has no ImageNet
-# weights here, so it is trained too.
+# BiPA adapts a SAM pre-trained in air: the tiny SAM of
+# configs/sam_vit-tiny_inair.py, pre-trained on synthetic scenes in air and
+# shipped in checkpoints/. As in BiPA, its ViT and mask decoder stay frozen:
+# adapters, FAI, RPN, RoI heads and the prompt generator learn. The local
+# ResNet has no ImageNet weights here, so it is trained too.
 model = dict(
-    sam_checkpoint='work_dirs/sam_vit-tiny_synthetic/sam_vit-tiny_synthetic.pth',
+    sam_checkpoint='checkpoints/sam_vit-tiny_inair.pth',
     data_preprocessor=dict(pad_size_divisor=128),  # every input is 128x128, as SAM's are 1024
     local_backbone=dict(
         frozen_stages=-1, norm_eval=False, norm_cfg=dict(type='BN', requires_grad=True)),

@@ -7,7 +7,7 @@ import pytest
 from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config
 
-from bipa.datasets import generate_synthetic_dataset
+from bipa.datasets.synthetic import generate_synthetic_dataset
 from tests.conftest import ROOT
 from tests.test_datasets.test_underwater import _standin
 
@@ -26,7 +26,7 @@ def synthetic(tmp_path_factory):
 def test_all_configs_are_collected():
     names = {p.name for p in CONFIGS}
     assert {'bipa_uiis.py', 'bipa_usis10k.py', 'bipa_usis10k_foreground.py',
-            'bipa_demo_synthetic.py', 'sam_vit-tiny_synthetic.py',
+            'bipa_demo_synthetic.py', 'sam_vit-tiny_inair.py',
             'bipa_uiis_frozen.py', 'bipa_uiis_naive.py'} <= names
 
 

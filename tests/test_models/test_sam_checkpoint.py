@@ -11,13 +11,14 @@ from tests.conftest import load_tool
 
 # a 4-block 32-d SAM from segment_anything's own builder (1024 px, 256-d decoder)
 SAM_ARCH = dict(embed_dim=32, depth=4, num_heads=2, global_attn_indexes=(1, 3), img_size=1024,
-                window_size=14, out_chans=256)
+                window_size=14, out_chans=256, patch_size=16)
 
 
 def bipa_for_small_sam(tiny_model_cfg, path, **extra):
     cfg = tiny_model_cfg(**{
         'sam_checkpoint': str(path),
         'backbone.arch': SAM_ARCH,
+        'neck.vit_stride': 16,
         'roi_head.mask_head.embed_dim': 256,
         'roi_head.mask_head.decoder_mlp_dim': 2048,
         'roi_head.mask_head.decoder_num_heads': 8,

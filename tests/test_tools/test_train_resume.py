@@ -73,7 +73,11 @@ def test_sigkill_mid_search_then_resume(config, tmp_path):
         'COMPLETE', 'FAIL', 'COMPLETE', 'COMPLETE']
     a, b = final(ref), final(killed)
     key = 'roi_head.mask_head.dense_prompt.group_weights'
-    assert not torch.equal(a[key], torch.ones(16)) and torch.equal(a[key], b[key])
+    # rho is the last round's best trial (earliest on ties), identity or not
+    last = [t for t in ref_trials['prompt_search-round2'] if t[0] == 'COMPLETE']
+    best = min(last, key=lambda t: t[2])[1]
+    torch.testing.assert_close(a[key], torch.tensor([best[f'w{g:02d}'] for g in range(16)]))
+    assert torch.equal(a[key], b[key])
     for name in a:
         assert torch.equal(a[name], b[name]), name
 

@@ -107,7 +107,7 @@ def test_tensor_mode(tiny_model_cfg, demo_batch):
     with torch.no_grad():
         outs = model(**data, mode='tensor')
     cls_score, bbox_pred, mask_preds = outs[-1]  # RoI head outputs
-    assert mask_preds.shape[1:] == (1, 32, 32)  # 1/4 of the 128 px padded input
+    assert mask_preds.shape[1:] == (1, 64, 64)  # 4x SAM's 16x16 embedding (8-px patches of 128 px)
 
 
 def test_images_without_instances(tiny_model_cfg, demo_batch):

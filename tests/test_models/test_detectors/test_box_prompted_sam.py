@@ -9,7 +9,7 @@ from mmengine.config import Config
 from bipa.models import load_sam_checkpoint
 
 ROOT = Path(__file__).resolve().parents[3]
-SAM_CFG = ROOT / 'configs' / 'sam_vit-tiny_synthetic.py'
+SAM_CFG = ROOT / 'configs' / 'sam_vit-tiny_inair.py'
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_few_steps_lower_the_loss(sam_cfg, demo_batch):
     data = model.data_preprocessor(demo_batch(), True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     first = None
-    for _ in range(25):
+    for _ in range(60):
         loss = sum(model(**data, mode='loss').values())
         first = loss.item() if first is None else first
         optimizer.zero_grad()
@@ -113,7 +113,7 @@ def test_batched_decode_equals_segment_anything_per_image(sam_cfg):
     torch.manual_seed(0)
     model = build(sam_cfg)
     model.eval()
-    embeddings = torch.randn(2, 32, 8, 8)
+    embeddings = torch.randn(2, 32, 16, 16)
     boxes = torch.tensor([[10., 20., 60., 90.], [0., 0., 127., 127.], [30., 5., 50., 40.]])
     img_inds = torch.tensor([1, 0, 1])
     with torch.no_grad():

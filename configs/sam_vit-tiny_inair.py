@@ -1,10 +1,11 @@
-# Pre-trains the tiny SAM that configs/_base_/models/bipa_vit-tiny.py expects,
-# on the demo's synthetic data, with box prompts as SAM itself is trained: no
-# SAM weights exist for that arch. `make demo` runs it first; its checkpoint is
-# the demo's sam_checkpoint. Validation reports oracle-box segm mAP (SAM's masks
-# for the GT boxes).
+# Pre-trains the tiny SAM that configs/_base_/models/bipa_vit-tiny.py expects
+# on synthetic scenes in air, with box prompts as SAM itself is trained: the
+# stand-in for SAM's SA-1B pre-training (no SAM weights exist for that arch).
+# Its checkpoint ships as checkpoints/sam_vit-tiny_inair.pth (README: how to
+# rebuild it). Validation reports oracle-box segm mAP (SAM's masks for the GT
+# boxes).
 _base_ = [
-    './_base_/models/bipa_vit-tiny.py', './_base_/datasets/synthetic_underwater_demo.py',
+    './_base_/models/bipa_vit-tiny.py', './_base_/datasets/synthetic_inair_pretrain.py',
     './_base_/default_runtime.py'
 ]
 
@@ -26,7 +27,7 @@ model = dict(
 val_evaluator = dict(metric='segm')  # oracle boxes: only the masks are scored
 test_evaluator = dict(metric='segm')
 
-max_iters = 3000
+max_iters = 10000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
