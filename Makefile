@@ -12,8 +12,11 @@ $(STAMP): requirements.txt requirements/constraints.txt requirements/tests.txt s
 	bash tools/install/setup_env.sh $(VENV)
 	touch $(STAMP)
 
+# make demo DEMO_ARGS=--rebuild-sam pre-trains the shipped tiny SAM again
+DEMO_ARGS ?=
+
 demo: env
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py $(DEMO_ARGS)
 
 test: env
 	$(PY) -m pytest tests

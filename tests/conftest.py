@@ -2,11 +2,14 @@
 import copy
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from mmdet.testing import demo_mm_inputs
 from mmdet.utils import register_all_modules
+import mmengine.config.config as mmengine_config
+import mmengine.dataset.base_dataset as mmengine_base_dataset
 from mmengine.config import Config
 
 import bipa  # noqa: F401  (registers the modules)
@@ -29,6 +32,14 @@ def load_tool(path: str):
 
 # tiny models: one thread is faster than two and immune to a busy machine
 torch.set_num_threads(1)
+
+# Two mmengine costs that dominate a tiny Runner and change no result: every
+# Runner formats its config with yapf 3 times (log, dump, visualizer: 0.3 s
+# each), and every dataset runs a full gc.collect() when it serialises its
+# annotations (0.5 s in a test process). Tests keep the text unformatted and
+# skip that collection; subprocess tests and the tools run them as users do.
+mmengine_config.FormatCode = lambda text, **kwargs: (text, False)
+mmengine_base_dataset.gc = SimpleNamespace(collect=lambda *args: 0)
 
 
 @pytest.fixture(autouse=True)

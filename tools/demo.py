@@ -1,151 +1,194 @@
-"""The README's main job: BiPA end to end on the synthetic underwater dataset.
+"""The README's main job: a SAM pre-trained in air, its gap under water, and BiPA bridging it.
 
-1. generates ``data/synthetic_underwater_demo`` if it is missing;
-2. pre-trains the tiny SAM (``configs/sam_vit-tiny_synthetic.py``: box
-   prompts, as SAM is trained) if its checkpoint is missing: no SAM weights
-   exist for the tiny arch, and BiPA adapts a pre-trained SAM;
-3. evaluates the BiPA model before training on the test split (the
-   baseline: SAM loaded, everything else initialised as training starts);
-4. trains ``configs/bipa_demo_synthetic.py`` (bilevel loop: adaptation rounds
-   with the Optuna prompt search, then fine-tuning);
-5. evaluates the trained model on the test split (COCO bbox/segm mAP);
-6. draws a few test predictions.
+1. generates the underwater benchmark ``data/synthetic_underwater_demo``
+   (seed 0: 400 / 50 / 100 images of 128x128) and the same test scenes in air
+   (``data/synthetic_inair_demo``) when they are missing;
+2. takes the tiny SAM pre-trained in air, ``checkpoints/sam_vit-tiny_inair.pth``
+   (shipped; ``--rebuild-sam`` generates its in-air data and pre-trains it
+   again with ``configs/sam_vit-tiny_inair.py``);
+3. measures the domain gap: SAM's masks for the ground-truth boxes of the
+   same test scenes, in air and under water (segm mAP);
+4. evaluates BiPA before training (SAM loaded, everything else initialised);
+5. trains ``configs/bipa_demo_synthetic.py`` on the underwater images (bilevel
+   loop: adaptation rounds with the Optuna prompt search, then fine-tuning);
+6. reports each search round: f at the identity prompt, the best f and rho;
+7. evaluates the trained checkpoint on the test split (what ``tools/test.py``
+   prints for it) and draws test images: in air, the ground truth and BiPA's
+   prediction under water, enlarged 4 times.
 
-    python tools/demo.py [--work-dir work_dirs/bipa_demo_synthetic]
+    python tools/demo.py [--work-dir work_dirs/bipa_demo_synthetic] [--rebuild-sam]
 """
 import argparse
-import copy
-import glob
-import importlib.util
+import hashlib
 import json
 import os
 import os.path as osp
 import time
 
+import cv2
+import numpy as np
 import torch
-
-from mmengine.config import Config
-from mmengine.runner import Runner
-
-import bipa  # noqa: F401
-from bipa.datasets import generate_synthetic_dataset
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'bipa_demo_synthetic.py')
-SAM_CONFIG = osp.join(ROOT, 'configs', 'sam_vit-tiny_synthetic.py')
+SAM_CONFIG = osp.join(ROOT, 'configs', 'sam_vit-tiny_inair.py')
+SAM_CHECKPOINT = osp.join(ROOT, 'checkpoints', 'sam_vit-tiny_inair.pth')
 DATA = osp.join(ROOT, 'data', 'synthetic_underwater_demo')
-SPLITS = dict(train=400, val=50, test=100)
-IMAGE_SIZE = (128, 128)
-MIN_OBJECT_SIZE = 0.3  # objects of at least 38 px: a from-scratch CPU model can learn them
+IN_AIR = osp.join(ROOT, 'data', 'synthetic_inair_demo')
+PRETRAIN = osp.join(ROOT, 'data', 'synthetic_inair_pretrain')
+# objects of at least 38 px: a from-scratch CPU model can learn them
+BENCHMARK = dict(image_size=(128, 128), seed=0, min_object_size=0.3)
+PRETRAIN_DATA = dict(splits=dict(train=2000, val=100), image_size=(128, 128), seed=1,
+                     min_object_size=0.2, medium='in_air')
+METRICS = ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/segm_mAP_50')
 
 
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def ensure_data(data_root: str) -> None:
-    ann_files = [osp.join(data_root, 'annotations', f'{s}.json') for s in SPLITS]
-    if all(osp.isfile(f) for f in ann_files):
-        print(f'[demo] using the synthetic dataset in {data_root}')
+def ensure_data(root: str, **spec) -> None:
+    from bipa.datasets.synthetic import generate_synthetic_dataset
+    if all(osp.isfile(osp.join(root, 'annotations', f'{s}.json')) for s in spec['splits']):
+        print(f'[demo] using {root}')
         return
-    print(f'[demo] generating the synthetic underwater dataset in {data_root}')
-    generate_synthetic_dataset(data_root, splits=SPLITS, image_size=IMAGE_SIZE, seed=0,
-                               min_object_size=MIN_OBJECT_SIZE)
+    print(f'[demo] generating {root} ({spec.get("medium", "underwater")})')
+    generate_synthetic_dataset(root, progress=False, **spec)
 
 
-def use_demo_data(cfg: Config, data_root: str) -> None:
-    for split in ('train', 'val', 'test'):
-        cfg[f'{split}_dataloader'].dataset.data_root = data_root + '/'
-    for split in ('val', 'test'):
-        cfg[f'{split}_evaluator'].ann_file = osp.join(data_root, 'annotations', f'{split}.json')
+def sha256(path: str) -> str:
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
-def ensure_sam(work_dir: str, checkpoint: str) -> dict:
-    """Pre-trains the tiny SAM into ``checkpoint`` unless it exists; returns
-    its oracle-box validation metrics (empty when it was already there)."""
-    if osp.isfile(checkpoint):
-        print(f'[demo] using the pre-trained tiny SAM {checkpoint}')
-        return {}
-    print(f'[demo] pre-training the tiny SAM (box prompts) into {work_dir}')
-    cfg = Config.fromfile(SAM_CONFIG)
-    cfg.work_dir = work_dir
-    use_demo_data(cfg, DATA)
-    cfg.train_cfg.val_interval = cfg.train_cfg.max_iters + 1  # validated once, below
-    runner = Runner.from_cfg(cfg)
+def rebuild_sam(checkpoint: str, work_dir: str) -> dict:
+    """Pre-train the tiny SAM in air into ``checkpoint`` (a plain state dict,
+    SAM's layout); return its oracle-box metrics on the in-air validation split."""
+    from bipa.apis import build_runner
+    ensure_data(PRETRAIN, **PRETRAIN_DATA)
+    print(f'[demo] pre-training the tiny SAM in air ({SAM_CONFIG}) in {work_dir}')
+    root = PRETRAIN + '/'
+    runner = build_runner(SAM_CONFIG, work_dir=work_dir, cfg_options={
+        'train_dataloader.dataset.data_root': root, 'val_dataloader.dataset.data_root': root,
+        'val_evaluator.ann_file': root + 'annotations/val.json'})
     runner.train()
-    metrics = runner.val_loop.run()  # SAM's masks for the GT boxes of the val split
+    metrics = runner.val_loop.run()
     os.makedirs(osp.dirname(checkpoint), exist_ok=True)
-    torch.save(runner.model.state_dict(), checkpoint)  # SAM's own layout: a plain state dict
+    torch.save(runner.model.state_dict(), checkpoint)
+    print(f'[demo] saved {checkpoint} (sha256 {sha256(checkpoint)})')
     return metrics
 
 
-def test(cfg: Config, checkpoint: str = None) -> dict:
-    cfg = copy.deepcopy(cfg)
-    cfg.load_from = checkpoint
-    runner = Runner.from_cfg(cfg)
-    if checkpoint is None:  # the untrained model, initialised as training starts
-        runner.model.init_weights()
-    return runner.test()
+def draw_examples(model, dataset, classes, indices, out_dir: str) -> str:
+    """Rows of: the scene in air, the ground truth under water, BiPA's prediction."""
+    from bipa.apis import draw_instances, predict_items
+    os.makedirs(out_dir, exist_ok=True)
+    rows = []
+    for sample in predict_items(model, dataset, indices):
+        name = osp.basename(sample.img_path)
+        water = cv2.cvtColor(cv2.imread(sample.img_path), cv2.COLOR_BGR2RGB)
+        air = cv2.cvtColor(cv2.imread(osp.join(IN_AIR, 'test', name)), cv2.COLOR_BGR2RGB)
+        gt, pred = sample.gt_instances, sample.pred_instances
+        keep = pred.scores > 0.3
+        panels = [
+            draw_instances(air, masks=np.zeros((0, *air.shape[:2]), bool),
+                           boxes=np.zeros((0, 4)), labels=[], classes=classes,
+                           title=f'{name}: in air'),
+            draw_instances(water, masks=gt.masks.to_ndarray().astype(bool),
+                           boxes=gt.bboxes.numpy(), labels=gt.labels.tolist(), classes=classes,
+                           title='under water: ground truth'),
+            draw_instances(water, masks=pred.masks[keep].numpy().astype(bool),
+                           boxes=pred.bboxes[keep].numpy(), labels=pred.labels[keep].tolist(),
+                           scores=pred.scores[keep].tolist(), classes=classes,
+                           title='BiPA trained (score > 0.3)'),
+        ]
+        row = np.concatenate([np.pad(p, ((0, 0), (0, 8), (0, 0)), constant_values=255)
+                              for p in panels], 1)
+        cv2.imwrite(osp.join(out_dir, name.replace('.jpg', '.png')),
+                    cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+        rows.append(row)
+    grid = osp.join(out_dir, 'demo_predictions.png')
+    cv2.imwrite(grid, cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+    return grid
 
 
-def main():
+def format_rounds(rounds) -> str:
+    lines = []
+    for r in rounds:
+        f_id = '  n/a  ' if r['f_identity'] is None else f'{r["f_identity"]:.4f}'
+        rho = ', '.join(f'{w:.2f}' for w in r['rho'])
+        lines.append(f'  round {r["round"]}: f(identity) {f_id} -> best f {r["f_best"]:.4f} '
+                     f'({r["trials"]} trials{", identity best" if r["identity_best"] else ""})'
+                     f'\n    rho = [{rho}]')
+    return '\n'.join(lines)
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'bipa_demo_synthetic'))
-    args = parser.parse_args()
-    # one thread: the tiny model's ops are too small to gain from two, and
-    # measured faster on this 2-core machine (0.33 vs 0.5 s per step)
+    parser.add_argument('--rebuild-sam', action='store_true',
+                        help='pre-train the tiny SAM in air again (about 12 min on 1 core) '
+                        f'and overwrite {osp.relpath(SAM_CHECKPOINT, ROOT)}')
+    args = parser.parse_args(argv)
+    import bipa  # noqa: F401
+    from bipa.apis import (build_runner, format_domain_gap, measure_domain_gap,
+                           summarize_rounds, test_checkpoint)
+    from mmengine.runner import Runner
+    # one thread: the tiny model's ops are too small to gain from two
     torch.set_num_threads(1)
     start = time.time()
-    ensure_data(DATA)
-    cfg = Config.fromfile(CONFIG)
-    cfg.work_dir = args.work_dir
-    use_demo_data(cfg, DATA)
-    sam_dir = osp.join(osp.dirname(args.work_dir), 'sam_vit-tiny_synthetic')
-    cfg.model.sam_checkpoint = osp.join(sam_dir, osp.basename(cfg.model.sam_checkpoint))
-    sam_metrics = ensure_sam(sam_dir, cfg.model.sam_checkpoint)
+    ensure_data(DATA, splits=dict(train=400, val=50, test=100), **BENCHMARK)
+    ensure_data(IN_AIR, splits=dict(test=100), medium='in_air', **BENCHMARK)
+    work = args.work_dir
+    sam_metrics = {}
+    if args.rebuild_sam or not osp.isfile(SAM_CHECKPOINT):
+        sam_metrics = rebuild_sam(SAM_CHECKPOINT, osp.join(osp.dirname(work), 'sam_vit-tiny_inair'))
+    print(f'[demo] the tiny SAM pre-trained in air: {SAM_CHECKPOINT}')
 
-    print('[demo] evaluating the model before BiPA training on the test split')
-    before = test(cfg)
-    print('[demo] training (bilevel loop)')
-    runner = Runner.from_cfg(copy.deepcopy(cfg))
+    print('[demo] the domain gap: SAM given the ground-truth boxes of the same test scenes')
+    gap = measure_domain_gap(SAM_CONFIG, SAM_CHECKPOINT, in_air=IN_AIR, underwater=DATA,
+                             work_dir=osp.join(work, 'domain_gap'),
+                             cfg_options=dict(log_level='WARNING'))
+    print('[demo] BiPA before training, underwater test split')
+    sam = {'model.sam_checkpoint': SAM_CHECKPOINT}
+    quiet = dict(sam, log_level='WARNING')  # evaluations: only the tables below
+    before = test_checkpoint(CONFIG, None, init_weights=True, data_root=DATA, cfg_options=quiet,
+                             work_dir=osp.join(work, 'before'))
+    print('[demo] training BiPA on the underwater images (bilevel loop)')
+    runner = build_runner(CONFIG, work_dir=work, data_root=DATA, cfg_options=sam)
     runner.train()
-    checkpoint = osp.join(args.work_dir, f'iter_{runner.iter}.pth')
+    checkpoint = osp.join(work, f'iter_{runner.iter}.pth')
     if not osp.isfile(checkpoint):
-        runner.save_checkpoint(args.work_dir, osp.basename(checkpoint), by_epoch=False,
+        runner.save_checkpoint(work, osp.basename(checkpoint), by_epoch=False,
                                meta=dict(iter=runner.iter))
-    del runner
-    print('[demo] evaluating the trained model on the test split')
-    after = test(cfg, checkpoint)
-
-    images = sorted(glob.glob(osp.join(DATA, 'test', '*.jpg')))[:4]
-    vis_dir = osp.join(args.work_dir, 'demo_predictions')
-    load_tool('infer').main([CONFIG, checkpoint, *images, '--out-dir', vis_dir,
-                             '--score-thr', '0.3'])
+    rounds = summarize_rounds(osp.join(work, 'prompt_search.db'))
+    print('[demo] the trained checkpoint on the underwater test split')
+    after = test_checkpoint(CONFIG, checkpoint, data_root=DATA, cfg_options=quiet,
+                            work_dir=osp.join(work, 'test'))
+    dataset = Runner.build_dataloader(runner.cfg.test_dataloader).dataset
+    grid = draw_examples(runner.model, dataset, dataset.metainfo['classes'], [0, 1, 2, 3],
+                         osp.join(work, 'demo_predictions'))
 
     minutes = (time.time() - start) / 60
-    summary = {
-        'minutes': round(minutes, 2),
-        'sam_oracle_box_val': {k: v for k, v in sam_metrics.items() if k.startswith('coco/')},
-        'before': {k: before[k] for k in ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/segm_mAP_50')},
-        'after': {k: after[k] for k in sorted(after) if k.startswith('coco/')},
-        'checkpoint': checkpoint, 'predictions': vis_dir,
-    }
-    with open(osp.join(args.work_dir, 'demo_summary.json'), 'w') as f:
+    summary = dict(
+        minutes=round(minutes, 2), sam_checkpoint=SAM_CHECKPOINT,
+        sam_sha256=sha256(SAM_CHECKPOINT),
+        sam_rebuilt_in_air_val={k: v for k, v in sam_metrics.items() if k.startswith('coco/')},
+        domain_gap={m: {k: gap[m][k] for k in gap[m] if k.startswith('coco/')} for m in gap},
+        before={k: before[k] for k in METRICS},
+        after={k: after[k] for k in sorted(after) if k.startswith('coco/')},
+        search=rounds, checkpoint=checkpoint, predictions=grid)
+    with open(osp.join(work, 'demo_summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
-    if sam_metrics:
-        print(f'\n[demo] tiny SAM, oracle GT boxes, val split: segm mAP '
-              f'{sam_metrics["coco/segm_mAP"]:.3f}, AP50 {sam_metrics["coco/segm_mAP_50"]:.3f}')
-    print('\n[demo] COCO results of BiPA on the synthetic test split (100 images):')
-    print(f'  {"":15s} {"bbox mAP":>9s} {"segm mAP":>9s} {"segm AP50":>10s}')
+    print('\n[demo] 1. the domain gap of the tiny SAM pre-trained in air (100 test scenes)')
+    print(format_domain_gap(gap))
+    print('[demo] 2. the prompt search per round (f = mask BCE on D_val; lower is better)')
+    print(format_rounds(rounds))
+    print('[demo] 3. BiPA on the underwater test split (100 images), COCO mAP')
+    print(f'  {"":16s} {"bbox mAP":>9s} {"segm mAP":>9s} {"segm AP50":>10s}')
     for name, m in (('before training', before), ('trained', after)):
-        print(f'  {name:15s} {m["coco/bbox_mAP"]:9.3f} {m["coco/segm_mAP"]:9.3f} '
-              f'{m["coco/segm_mAP_50"]:10.3f}')
-    print(f'[demo] done in {minutes:.1f} min; checkpoint {checkpoint}; '
-          f'predictions drawn in {vis_dir}')
+        print(f'  {name:16s} ' + ' '.join(f'{m[k]:{w}.3f}' for k, w in zip(METRICS, (9, 9, 10))))
+    print(f'[demo] done in {minutes:.1f} min; checkpoint {checkpoint} (tools/test.py '
+          f'{osp.relpath(CONFIG, ROOT)} {checkpoint} gives the same table); drawings {grid}')
+    return summary
 
 
 if __name__ == '__main__':
-    main()
+    from bipa.utils.cli import run_cli
+    raise SystemExit(run_cli(main))

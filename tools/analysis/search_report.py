@@ -8,32 +8,17 @@ The storage may also be given as an Optuna URL (``sqlite:///...``,
 """
 import argparse
 import os.path as osp
-import re
 from typing import Dict, List
 
 import optuna
 from optuna.trial import TrialState
 
-
-def load_rounds(storage: str, prefix: str) -> Dict[int, optuna.Study]:
-    pattern = re.compile(rf'^{re.escape(prefix)}-round(\d+)$')
-    rounds = {}
-    for summary in optuna.get_all_study_summaries(storage):
-        match = pattern.match(summary.study_name)
-        if match:
-            rounds[int(match.group(1))] = optuna.load_study(
-                study_name=summary.study_name, storage=storage)
-    if not rounds:
-        raise ValueError(f'no study named {prefix}-round<N> in {storage}')
-    return dict(sorted(rounds.items()))
+from bipa.apis import best_trial, load_rounds
 
 
 def format_round(round_idx: int, study: optuna.Study) -> List[str]:
     lines = [f'round {round_idx} ({study.study_name}): {len(study.trials)} trials']
-    best = None
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    if complete:
-        best = min(complete, key=lambda t: (t.value, t.number)).number
+    best = getattr(best_trial(study), 'number', None)
     for t in study.trials:
         weights = ' '.join(f'{t.params[k]:.3f}' for k in sorted(t.params))
         value = f'{t.value:.6f}' if t.value is not None else '-'
@@ -74,13 +59,7 @@ def main(argv=None) -> Dict[int, optuna.Study]:
     parser.add_argument('--out', default=None,
                         help='PNG path (default: search_history.png beside the database)')
     args = parser.parse_args(argv)
-    storage = args.storage
-    if '://' not in storage:
-        if not osp.isfile(storage):
-            raise FileNotFoundError(f'study database not found: {storage}')
-        storage = 'sqlite:///' + osp.abspath(storage)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rounds = load_rounds(storage, args.study_name)
+    rounds = load_rounds(args.storage, args.study_name)
     for round_idx, study in rounds.items():
         print('\n'.join(format_round(round_idx, study)))
     out = args.out or osp.join(osp.dirname(osp.abspath(args.storage)) if '://' not in

@@ -1,0 +1,49 @@
+"""tools/analysis/reproduce.py: a tiny sweep (2 rows x 2 seeds) trained,
+tested, aggregated; a second call skips the finished runs."""
+import json
+
+import numpy as np
+
+from tests.conftest import load_tool
+
+
+def test_sweep_runs_once_and_aggregates(e2e_data, tmp_path, capsys):
+    reproduce = load_tool('analysis/reproduce')
+    work = tmp_path / 'reproduce'
+    argv = ['--config', e2e_data['config'], '--tables', '3', '--rows', 'bilevel', 'frozen',
+            '--seeds', '0', '1', '--jobs', '1', '--work-dir', str(work),
+            '--cfg-options', 'model.test_cfg.rcnn.score_thr=0.0', 'log_level=WARNING',
+            'train_cfg.T=1', 'train_cfg.K_a=1', 'train_cfg.K_b=2', 'train_cfg.K_c=1']
+    rows = reproduce.main(argv)
+    assert '4 run(s) to do, 0 finished' in capsys.readouterr().out
+
+    results = {(r, s): json.loads((work / r / f'seed{s}' / 'result.json').read_text())
+               for r in ('bilevel', 'frozen') for s in (0, 1)}
+    # each seed is its own run: the seed reached the config and the search
+    assert results['bilevel', 0]['metrics'] != results['bilevel', 1]['metrics'] or \
+        results['bilevel', 0]['search'] != results['bilevel', 1]['search']
+    for s in (0, 1):
+        search = results['bilevel', s]['search']
+        assert [r['round'] for r in search] == [1]  # T=1
+        for r in search:  # the identity prompt is a trial of every round
+            assert r['f_identity'] is not None and r['f_best'] <= r['f_identity']
+            assert len(r['rho']) == 16 and all(1.0 <= w <= 3.0 for w in r['rho'])
+        assert results['frozen', s]['search'] == []
+
+    by_label = {r['label']: r for r in rows}
+    assert set(by_label) == {'frozen', 'bilevel'} and all(r['seeds'] == 2 for r in rows)
+    segm = [results['bilevel', s]['metrics']['coco/segm_mAP'] for s in (0, 1)]
+    assert by_label['bilevel']['segm'] == segm
+    table = (work / 'results.md').read_text()
+    mean, std = 100 * np.mean(segm), 100 * np.std(segm, ddof=1)
+    assert f'| bilevel | 32.1 | {mean:.1f} +- {std:.1f} |' in table
+    assert '| frozen | 30.9 |' in table
+    assert (work / 'results.png').stat().st_size > 0
+
+    mtimes = {k: (work / k[0] / f'seed{k[1]}' / 'result.json').stat().st_mtime_ns
+              for k in results}
+    again = reproduce.main(argv)
+    assert '0 run(s) to do, 4 finished' in capsys.readouterr().out
+    assert again == rows
+    assert all((work / k[0] / f'seed{k[1]}' / 'result.json').stat().st_mtime_ns == t
+               for k, t in mtimes.items())
