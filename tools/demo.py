@@ -38,7 +38,7 @@ IN_AIR = osp.join(ROOT, 'data', 'synthetic_inair_demo')
 PRETRAIN = osp.join(ROOT, 'data', 'synthetic_inair_pretrain')
 # objects of at least 38 px: a from-scratch CPU model can learn them
 BENCHMARK = dict(image_size=(128, 128), seed=0, min_object_size=0.3)
-PRETRAIN_DATA = dict(splits=dict(train=2000, val=100), image_size=(128, 128), seed=1,
+PRETRAIN_DATA = dict(splits=dict(train=4000, val=100), image_size=(128, 128), seed=1,
                      min_object_size=0.2, medium='in_air')
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/segm_mAP_50')
 
