@@ -11,6 +11,7 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from mmdet.evaluation import DumpDetResults
@@ -94,6 +95,9 @@ def main(argv=None) -> dict:
     cfg = build_cfg(args)
     evaluator = cfg.get('test_evaluator') or {}
     if isinstance(evaluator, dict) and not evaluator.get('format_only', False):
+        # before the Runner, which would set the scope: the dataset's and its
+        # transforms' registries are mmdet's
+        init_default_scope(cfg.get('default_scope', 'mmdet'))
         check_evaluation_split(DATASETS.build(cfg.test_dataloader.dataset))
     setup_launcher(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

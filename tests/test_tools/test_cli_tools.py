@@ -10,6 +10,7 @@ import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 from bipa.datasets import SYNTHETIC_CLASSES, SyntheticUnderwaterDataset
 from bipa.datasets.synthetic import generate_synthetic_dataset
@@ -118,6 +119,9 @@ def test_infer_pattern_without_match(tools, checkpoint, tmp_path):
 # --- tools/test.py ---------------------------------------------------------
 
 def test_test_tool_evaluates(tools, checkpoint, data_root, tmp_path):
+    # as in a fresh `python tools/test.py`: no registry scope set yet (the
+    # dataset check before the Runner must set mmdet's itself)
+    DefaultScope.get_instance(f'fresh-{tmp_path.name}', scope_name='mmengine')
     out_pkl = tmp_path / 'results.pkl'
     metrics = _run(tools['test'], CONFIG, checkpoint, '--work-dir', tmp_path / 'work',
                    '--out', out_pkl, *_data_options(data_root))
