@@ -123,7 +123,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'bipa_demo_synthetic'))
     parser.add_argument('--rebuild-sam', action='store_true',
-                        help='pre-train the tiny SAM in air again (about 12 min on 1 core) '
+                        help='pre-train the tiny SAM in air again (about 25 min on 1 core) '
                         f'and overwrite {osp.relpath(SAM_CHECKPOINT, ROOT)}')
     args = parser.parse_args(argv)
     import bipa  # noqa: F401
