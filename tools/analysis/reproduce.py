@@ -170,13 +170,14 @@ def table_rows(tables: List[str], work_dir: str, seeds: List[int],
     return out
 
 
-def write_markdown(rows: List[dict], path: str, seeds: List[int], wall_minutes: float) -> str:
+def write_markdown(rows: List[dict], path: str, seeds: List[int], wall_minutes: float,
+                   runs: int) -> str:
     lines = [f'Seeds {seeds}; segm and bbox mAP x 100 on the test split, mean +- std '
-             f'(sample std) over the finished seeds; wall time of this command '
-             f'{wall_minutes:.1f} min.', '']
+             f'(sample std) over the finished seeds; this command trained {runs} run(s) in '
+             f'{wall_minutes:.1f} min (wall).', '']
     for table in dict.fromkeys(r['table'] for r in rows):
         lines += [f'**{TABLES[table]}**', '',
-                  '| row | paper mAP | segm mAP | bbox mAP | seeds | run min | '
+                  '| row | paper mAP | segm mAP | bbox mAP | seeds | minutes (all seeds) | '
                   'search per round: f(identity) -> f(best) |',
                   '|---|---|---|---|---|---|---|']
         for r in (r for r in rows if r['table'] == table):
@@ -270,7 +271,7 @@ def main(argv=None) -> List[dict]:
     rows = table_rows(args.tables, args.work_dir, args.seeds, args.rows)
     os.makedirs(args.work_dir, exist_ok=True)
     text = write_markdown(rows, osp.join(args.work_dir, 'results.md'), args.seeds,
-                          (time.time() - start) / 60)
+                          (time.time() - start) / 60, len(todo))
     plot(rows, osp.join(args.work_dir, 'results.png'))
     print(text)
     print(f'[reproduce] table {osp.join(args.work_dir, "results.md")}, plot '
