@@ -193,25 +193,32 @@ def write_markdown(rows: List[dict], path: str, seeds: List[int], wall_minutes: 
 
 
 def plot(rows: List[dict], path: str) -> None:
+    """One panel per table: segm and bbox mAP per row, mean +- std and each seed."""
+    import textwrap
+
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     tables = list(dict.fromkeys(r['table'] for r in rows))
-    fig, axes = plt.subplots(1, len(tables), figsize=(3.2 * len(tables), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(tables), figsize=(3.6 * len(tables), 3.8), squeeze=False)
     for ax, table in zip(axes[0], tables):
         items = [r for r in rows if r['table'] == table]
         xs = np.arange(len(items))
-        for x, r in zip(xs, items):
-            values = 100 * np.asarray(r['segm'])
-            if len(values):
-                ax.bar(x, values.mean(), yerr=values.std(ddof=1) if len(values) > 1 else 0,
-                       color='tab:blue', alpha=0.7, capsize=3)
-                ax.scatter(np.full(len(values), x), values, s=10, color='k', zorder=3)
+        for offset, key, colour in ((-0.2, 'segm', 'tab:blue'), (0.2, 'bbox', 'tab:orange')):
+            for x, r in zip(xs, items):
+                values = 100 * np.asarray(r[key])
+                if not len(values):
+                    continue
+                ax.bar(x + offset, values.mean(), width=0.4, color=colour, alpha=0.7,
+                       yerr=values.std(ddof=1) if len(values) > 1 else 0, capsize=3,
+                       label=f'{key} mAP' if x == 0 else None)
+                ax.scatter(np.full(len(values), x + offset), values, s=8, color='k', zorder=3)
         ax.set_xticks(xs)
-        ax.set_xticklabels([r['label'].split(' ')[0] for r in items], rotation=30,
-                           ha='right', fontsize=8)
-        ax.set_title(TABLES[table].split(':')[0], fontsize=9)
-        ax.set_ylabel('segm mAP x 100')
+        ax.set_xticklabels([textwrap.fill(r['label'].replace('_', ' '), 12) for r in items],
+                           fontsize=7)
+        ax.set_title(textwrap.fill(TABLES[table], 40), fontsize=8)
+        ax.set_ylabel('mAP x 100 (test split)')
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
