@@ -12,14 +12,18 @@ ROIS = torch.tensor([[0, 10., 12., 50., 44.], [1, 20., 30., 60., 90.], [1, 3., 3
 @pytest.mark.parametrize('positional_encoding', [dict(num_feats=16, normalize=True), None])
 def test_rois_pool_the_right_pixels_from_channels_last_levels(tiny_model_cfg, demo_batch,
                                                               positional_encoding):
-    """mmcv's RoIAlign reads its input as contiguous NCHW without checking; the
-    FAI neck's layer norm returns channels-last strides. The head must pool the
+    """mmcv's RoIAlign reads its input as contiguous NCHW without checking. The
+    FAI neck returns contiguous levels; levels with channels-last strides (from
+    another neck, or torch's memory-format propagation) must still pool the
     same values as torchvision, which honours strides."""
     model = MODELS.build(tiny_model_cfg(**{'roi_head.positional_encoding': positional_encoding}))
     model.eval()
     data = model.data_preprocessor(demo_batch(shapes=((3, 128, 128), (3, 128, 128))), False)
     with torch.no_grad():
         feats = model.extract_feat(data['inputs'])
+        assert all(level.is_contiguous() for level in feats)  # LayerNorm2d's output
+        feats = feats.replace_levels(level.contiguous(memory_format=torch.channels_last)
+                                     for level in feats)
         assert not feats[0].is_contiguous()  # the case this test guards
         levels = model.roi_head.add_positional_encoding(feats, data['data_samples'])
         pooled = model.roi_head.bbox_roi_extractor(levels[:4], ROIS)
