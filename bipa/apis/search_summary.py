@@ -2,10 +2,12 @@
 the identity prompt, the best f and the rho weights that gave it."""
 import os.path as osp
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import optuna
 from optuna.trial import TrialState
+
+from ..engine.prompt_search import best_trial
 
 
 def storage_url(storage: str) -> str:
@@ -35,12 +37,6 @@ def load_rounds(storage: str, prefix: str = 'prompt_search') -> Dict[int, optuna
 
 def _weights(trial) -> List[float]:
     return [float(trial.params[k]) for k in sorted(trial.params)]
-
-
-def best_trial(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
-    """The COMPLETE trial of least f, earliest on ties (as the loop picks it)."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, ))
-    return min(complete, key=lambda t: (t.value, t.number)) if complete else None
 
 
 def summarize_rounds(storage: str, prefix: str = 'prompt_search') -> List[dict]:

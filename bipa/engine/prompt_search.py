@@ -17,6 +17,12 @@ TRIAL_ERRORS = (RuntimeError, ValueError, FloatingPointError)
 INTERRUPTED = 'interrupted'
 
 
+def best_trial(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
+    """The COMPLETE trial of least f, earliest on ties (the round's rho), or None."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, ))
+    return min(complete, key=lambda t: (t.value, t.number)) if complete else None
+
+
 def study_name_of(prefix: str, round_idx: int) -> str:
     return f'{prefix}-round{round_idx}'
 
@@ -171,10 +177,9 @@ class PromptSearch:
              study: Optional[optuna.Study] = None) -> Tuple[List[float], float]:
         """The best weights of round ``round_idx`` and their f (earliest on ties)."""
         study = study or self.study(round_idx)
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not complete:
+        best = best_trial(study)
+        if best is None:
             raise RuntimeError(f'prompt search round {round_idx}: no trial completed '
                                f'(failure reasons in the user attributes of the study '
                                f'{study.study_name} at {self.storage})')
-        best = min(complete, key=lambda t: (t.value, t.number))
         return self.weights_of(best.params), float(best.value)

@@ -105,14 +105,19 @@ def test_targets_are_the_gt_masks_rescaled_to_the_input(mixed_loop):
     assert iou.min() > 0.99, iou
 
 
-def test_gt_at_another_scale_is_refused(loop_cfg, mixed_size_data):
+def resize_first_runner(loop_cfg, mixed_size_data) -> Runner:
+    """A run whose search pipeline resizes before loading the annotations
+    (mmdet's test order), which leaves the GT at the original scale."""
     cfg = loop_cfg()
     cfg.train_dataloader.dataset.data_root = str(mixed_size_data) + '/'
     cfg.train_cfg.holdout = HOLDOUT
-    # mmdet's test order: Resize before LoadAnnotations leaves the GT at the original scale
     cfg.train_cfg.search.pipeline = [REFERENCE_PIPELINE[0], REFERENCE_PIPELINE[2],
                                      REFERENCE_PIPELINE[1], REFERENCE_PIPELINE[3]]
-    runner = Runner.from_cfg(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def test_gt_at_another_scale_is_refused(loop_cfg, mixed_size_data):
+    runner = resize_first_runner(loop_cfg, mixed_size_data)
     runner._train_loop = runner.build_train_loop(runner._train_loop)
     with pytest.raises(ValueError, match=r'train_cfg\.search\.pipeline.*not at the model input '
                                          r'scale.*LoadAnnotations'):
@@ -141,12 +146,7 @@ def test_gt_at_another_scale_stops_the_run_at_the_first_search(loop_cfg, mixed_s
                                                                tmp_path):
     """Not a failed trial per trial: the run stops with the pipeline named."""
     from bipa.utils import ConfigError
-    cfg = loop_cfg()
-    cfg.train_dataloader.dataset.data_root = str(mixed_size_data) + '/'
-    cfg.train_cfg.holdout = HOLDOUT
-    cfg.train_cfg.search.pipeline = [REFERENCE_PIPELINE[0], REFERENCE_PIPELINE[2],
-                                     REFERENCE_PIPELINE[1], REFERENCE_PIPELINE[3]]
-    runner = Runner.from_cfg(cfg)
+    runner = resize_first_runner(loop_cfg, mixed_size_data)
     with pytest.raises(ConfigError, match=r'train_cfg\.search\.pipeline.*not at the model '
                                           r'input scale'):
         runner.train()
