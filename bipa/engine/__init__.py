@@ -1,6 +1,8 @@
+from .bilevel_config import FinetuneConfig, SearchConfig
 from .bilevel_loop import BilevelLoop
 from .prompt_objective import MaskObjective
 from .prompt_search import PromptSearch
 from .sync_norm_stats_hook import SyncNormStatsHook
 
-__all__ = ['BilevelLoop', 'MaskObjective', 'PromptSearch', 'SyncNormStatsHook']
+__all__ = ['BilevelLoop', 'FinetuneConfig', 'MaskObjective', 'PromptSearch', 'SearchConfig',
+           'SyncNormStatsHook']

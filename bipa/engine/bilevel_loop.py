@@ -1,7 +1,8 @@
 """BiPA's alternating training loop (paper Sec. 3.3, two-stage strategy)."""
 import copy
+import json
 import os.path as osp
-from typing import List, Optional, Union
+from typing import Callable, Iterator, List, Optional, Union
 
 import torch
 from mmdet.registry import DATASETS, LOOPS
@@ -16,12 +17,11 @@ from torch.utils.data import DataLoader
 
 from ..models.layers.dense_prompt import DENSE_PROMPT_MODES
 from ..utils import ConfigError, get_rng_states, lock_work_dir, set_rng_states
+from .bilevel_config import FinetuneConfig, SearchConfig
 from .prompt_objective import MaskObjective
 from .prompt_search import PromptSearch
 
 UNITS = ('iter', 'epoch')
-SEARCH_KEYS = {'pipeline', 'batch_size', 'num_workers', 'sampler', 'seed', 'storage',
-               'study_name', 'cache'}
 
 
 class _PhaseSwitchHook(Hook):
@@ -36,6 +36,21 @@ class _PhaseSwitchHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.loop.finetune_iters and batch_idx + 1 == self.loop.adaptation_iters:
             self.loop.start_finetune()
+
+
+class _SearchHook(Hook):
+    """Runs a round's prompt search after its last training iteration: after the
+    parameter schedulers step and before ``CheckpointHook`` (VERY_LOW), so that
+    the iteration's checkpoint holds the searched rho; the validation of that
+    iteration follows, with rho set."""
+
+    priority = 80  # between LOW (70) and VERY_LOW (90)
+
+    def __init__(self, loop: 'BilevelLoop') -> None:
+        self.loop = loop
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.loop.search_if_due(batch_idx + 1)
 
 
 class _LoopStateHook(Hook):
@@ -54,6 +69,26 @@ class _LoopStateHook(Hook):
         self.loop.loaded_state = checkpoint.get('bilevel_loop')
 
 
+class _ResumingIterator:
+    """The training batches. On resume, ``IterBasedTrainLoop.run`` fetches (and
+    drops) the ``skip`` batches already trained on; ``on_resume`` runs once,
+    right after that, before the first new batch is fetched."""
+
+    def __init__(self, iterator: Iterator, on_resume: Callable[[], None]) -> None:
+        self.iterator, self.on_resume, self.skip = iterator, on_resume, 0
+
+    def __iter__(self) -> '_ResumingIterator':
+        return self
+
+    def __next__(self):
+        batch = next(self.iterator)
+        if self.skip:
+            self.skip -= 1
+            if not self.skip:
+                self.on_resume()
+        return batch
+
+
 @LOOPS.register_module()
 class BilevelLoop(IterBasedTrainLoop):
     """Alternate lower-level training and upper-level prompt search.
@@ -65,33 +100,37 @@ class BilevelLoop(IterBasedTrainLoop):
     2. Fine-tuning phase: rho* frozen, train w for ``K_c`` units on D_tr
        (skipped with ``adaptation_only``, paper Table 4).
 
-    ``unit`` is ``'iter'`` or ``'epoch'`` (one epoch = one pass over D_tr);
-    internally the loop counts iterations like ``IterBasedTrainLoop`` and
-    calls the same hooks, so ``val_interval`` and checkpoint intervals are in
-    iterations. ``strategy`` (paper Table 3) must match the model's dense
-    prompt mode: ``'bilevel'`` searches, ``'frozen'`` and ``'naive'`` train
-    ``T * K_a + K_c`` units straight through.
+    ``unit`` is ``'iter'`` or ``'epoch'`` (one epoch = one pass over D_tr).
+    The loop is ``IterBasedTrainLoop`` (its ``run`` and hook calls, so
+    ``val_interval`` and checkpoint intervals are in iterations) plus three
+    hooks: a round's search runs in ``after_train_iter`` of its last iteration,
+    after the parameter schedulers and before ``CheckpointHook``; the phase
+    switch before the schedulers; the loop's state rides in every checkpoint.
+    ``strategy`` (paper Table 3) must match the model's dense prompt mode:
+    ``'bilevel'`` searches, ``'frozen'`` and ``'naive'`` train ``T * K_a + K_c``
+    units straight through.
 
     D_val is held out of the training dataset by ``holdout``
-    (``dict(fraction=..., seed=...)`` or ``dict(count=..., seed=...)``) and
-    removed from D_tr for every strategy, so ablations train on the same data;
-    or, with ``holdout=None``, ``val_split`` names a dataloader of the config
-    whose dataset is D_val (e.g. ``'val_dataloader'`` for USIS10K's official
-    val split; never the test split). D_val is read with the ``val_dataloader``
-    pipeline, annotations loaded before resizing.
+    (``dict(fraction=..., seed=...)`` or ``dict(count=..., seed=...)``): D_tr
+    and D_val are the ``'train'`` and ``'holdout'`` parts of ``HoldoutSplit``
+    over the configured training dataset, for every strategy, so ablations train
+    on the same data. Or, with ``holdout=None``, ``val_split`` names a
+    dataloader of the config whose dataset is D_val (e.g. ``'val_dataloader'``
+    for USIS10K's official val split; never the test split). D_val is read with
+    the ``val_dataloader`` pipeline, annotations loaded before resizing. The
+    resolved D_tr and D_val go to the log and, with their image ids, to
+    ``splits.json`` in the run's log directory.
 
     Learning rate per phase: ``param_scheduler`` (mmengine's key) drives the
-    adaptation phase and ``finetune=dict(lr=..., param_scheduler=[...])`` the
-    fine-tuning phase; each counts ``begin``/``end``/milestones from the start
-    of its phase (iterations, or epochs of D_tr with ``by_epoch=True``) and
-    ends with it. Fine-tuning restarts every parameter group at its initial
-    rate, scaled to ``finetune.lr`` (the paper's eta-bar_omega) when set.
+    adaptation phase and ``finetune=dict(lr=..., param_scheduler=[...])``
+    (:class:`FinetuneConfig`) the fine-tuning phase; each counts
+    ``begin``/``end``/milestones from the start of its phase (iterations, or
+    epochs of D_tr with ``by_epoch=True``) and ends with it. Fine-tuning
+    restarts every parameter group at its initial rate, scaled to
+    ``finetune.lr`` (the paper's eta-bar_omega) when set.
 
-    ``search`` configures the upper level: ``pipeline`` (a deterministic
-    pipeline that loads GT boxes and masks before resizing), ``batch_size``,
-    ``num_workers``, ``sampler`` (``'tpe'``/``'gp'``), ``seed``, ``storage``
-    (default SQLite ``prompt_search.db`` in the work dir), ``study_name`` and
-    ``cache``.
+    ``search`` (:class:`SearchConfig`) configures the upper level: D_val's
+    pipeline and loader, the sampler and its seed, the Optuna storage.
     """
 
     def __init__(self, runner, dataloader: Union[dict, DataLoader], *,
@@ -117,12 +156,8 @@ class BilevelLoop(IterBasedTrainLoop):
             raise ConfigError("train_cfg.K_b must be positive for strategy 'bilevel'")
         self.T, self.K_a, self.K_b, self.K_c = T, K_a, K_b, K_c
         self.unit, self.strategy, self.adaptation_only = unit, strategy, adaptation_only
-        self.holdout = holdout
-        self.search_cfg = dict(search or {})
-        unknown = set(self.search_cfg) - SEARCH_KEYS
-        if unknown:
-            raise ConfigError(f'train_cfg.search has unknown key(s) {sorted(unknown)}; '
-                              f'expected some of {sorted(SEARCH_KEYS)}')
+        self.search_cfg = SearchConfig.from_cfg(search)
+        self.finetune_cfg = FinetuneConfig.from_cfg(finetune)
         self.rounds_done = 0
         self.loaded_state: Optional[dict] = None
 
@@ -135,52 +170,89 @@ class BilevelLoop(IterBasedTrainLoop):
                               '(held out of the training annotations) or train_cfg.val_split '
                               '(a dataloader of the config, e.g. val_dataloader), and a '
                               'dataloader config')
-        self.val_split = val_split
-        self._val_dataset_cfg = None
+        self.val_dataset_cfg: Optional[dict] = None
         if isinstance(dataloader, dict) and (holdout is not None or val_split is not None):
-            pipeline = self.search_cfg.get('pipeline')
-            self._search_source = ('D_val (pipeline train_cfg.search.pipeline)' if pipeline else
-                                   'D_val (pipeline of val_dataloader, annotations loaded '
-                                   'before resizing)')
-            pipeline = pipeline or self._default_search_pipeline(runner)
-            if val_split is not None:
-                self._val_dataset_cfg = dict(self._split_dataset(runner, val_split),
-                                             pipeline=pipeline)
-            else:
-                self._val_dataset_cfg = dict(
-                    type='HoldoutSplit', part='holdout', **holdout,
-                    dataset=dict(copy.deepcopy(dataloader['dataset']), pipeline=pipeline))
-                dataloader = copy.deepcopy(dataloader)
-                dataloader['dataset'] = dict(type='HoldoutSplit', part='train', **holdout,
-                                             dataset=dataloader['dataset'])
-        super().__init__(runner, dataloader, max_iters=1, val_begin=val_begin,
-                         val_interval=val_interval, dynamic_intervals=dynamic_intervals)
-        self.iters_per_unit = len(self.dataloader) if unit == 'epoch' else 1
+            dataloader = self._split(runner, dataloader, holdout, val_split)
+        train_dataset = dataloader['dataset'] if isinstance(dataloader, dict) else None
+        if isinstance(dataloader, dict):  # built here: an epoch's length sets max_iters
+            dataloader = runner.build_dataloader(
+                dataloader, seed=runner.seed,
+                diff_rank_seed=runner._randomness_cfg.get('diff_rank_seed', False))
+        self.iters_per_unit = len(dataloader) if unit == 'epoch' else 1
         self.round_iters = K_a * self.iters_per_unit
         self.adaptation_iters = T * self.round_iters
         self.finetune_iters = 0 if adaptation_only else K_c * self.iters_per_unit
-        self._max_iters = self.adaptation_iters + self.finetune_iters
-        self.finetune_cfg = self._check_finetune(finetune)
+        super().__init__(runner, dataloader, max_iters=self.adaptation_iters + self.finetune_iters,
+                         val_begin=val_begin, val_interval=val_interval,
+                         dynamic_intervals=dynamic_intervals)
+        self.dataloader_iterator = _ResumingIterator(self.dataloader_iterator, self._resume)
         self._check_model()
         # built here, so that a bad search setting stops the run before training
         self.search = self.build_search() if strategy == 'bilevel' else None
         runner.param_schedulers = self._phase_schedulers(runner.param_schedulers)
-        runner.register_hook(_LoopStateHook(self))
-        runner.register_hook(_PhaseSwitchHook(self))
-        if val_split is not None:
-            d_val = f'D_val = the dataset of {val_split}'
-        elif holdout is not None:
-            d_val = f'D_val held out of the training annotations: {holdout}'
-        else:
-            d_val = 'no D_val'
+        for hook in (_LoopStateHook(self), _PhaseSwitchHook(self), _SearchHook(self)):
+            runner.register_hook(hook)
         runner.logger.info(
             f'BilevelLoop: strategy={strategy}, T={T}, K_a={K_a}, K_b={K_b}, K_c={K_c} '
             f'({unit}s; 1 {unit} = {self.iters_per_unit} iterations), '
-            f'{self._max_iters} iterations, D_tr has {len(self.dataloader.dataset)} images, '
-            f'{d_val}' + (', adaptation only' if adaptation_only else '')
+            f'{self._max_iters} iterations' + (', adaptation only' if adaptation_only else '')
             + f'; parameter schedulers (iterations): {runner.param_schedulers}')
+        self._log_splits(train_dataset)
 
     # --- helpers --------------------------------------------------------------
+
+    def _split(self, runner, dataloader: dict, holdout: Optional[dict],
+               val_split: Optional[str]) -> dict:
+        """Resolve D_val (``val_dataset_cfg``) and return the training
+        dataloader config reading D_tr: with ``holdout`` both are the parts of
+        ``HoldoutSplit`` over the configured training dataset; with ``val_split``
+        D_tr is the whole training dataset and D_val that dataloader's dataset."""
+        pipeline = self.search_cfg.pipeline
+        self._search_source = ('D_val (pipeline train_cfg.search.pipeline)' if pipeline else
+                               'D_val (pipeline of val_dataloader, annotations loaded '
+                               'before resizing)')
+        pipeline = self.val_pipeline = list(pipeline or self._default_search_pipeline(runner))
+        if val_split is not None:
+            self.val_dataset_cfg = dict(self._split_dataset(runner, val_split), pipeline=pipeline)
+            return dataloader
+        dataset = copy.deepcopy(dataloader['dataset'])
+        self.val_dataset_cfg = dict(type='HoldoutSplit', part='holdout', **holdout,
+                                    dataset=dict(dataset, pipeline=pipeline))
+        return dict(dataloader, dataset=dict(type='HoldoutSplit', part='train', **holdout,
+                                             dataset=dataset))
+
+    def _log_splits(self, train_dataset: Optional[dict]) -> None:
+        """D_tr and D_val as resolved, in the log and, with their image ids, in
+        ``splits.json`` of the run's log directory."""
+        def described(cfg):
+            if not isinstance(cfg, dict):
+                return type(cfg).__name__
+            return {k: described(v) if k == 'dataset' else v for k, v in cfg.items()
+                    if k != 'pipeline'}
+
+        def image_ids(dataset):
+            infos = (dataset.get_data_info(i) for i in range(len(dataset)))
+            return [info.get('img_id', info.get('img_path')) for info in infos]
+
+        splits = dict(D_tr=dict(dataset=described(train_dataset or self.dataloader.dataset),
+                                image_ids=image_ids(self.dataloader.dataset)))
+        lines = [f'D_tr: {splits["D_tr"]["dataset"]}, {len(self.dataloader.dataset)} images']
+        if self.val_dataset_cfg is None:
+            lines.append('D_val: none')
+        else:
+            self.val_dataset = DATASETS.build(self.val_dataset_cfg)
+            splits['D_val'] = dict(dataset=described(self.val_dataset_cfg),
+                                   pipeline=self.val_pipeline,
+                                   image_ids=image_ids(self.val_dataset))
+            pipeline = [t.get('type') for t in self.val_pipeline]
+            lines.append(f'D_val: {splits["D_val"]["dataset"]}, {len(self.val_dataset)} images, '
+                         f'pipeline {pipeline}')
+        if is_main_process():
+            path = osp.join(self.runner.log_dir, 'splits.json')
+            with open(path, 'w') as f:
+                json.dump(splits, f, indent=1, default=str)
+            lines.append(f'image ids of both: {path}')
+        self.runner.logger.info('BilevelLoop splits:\n  ' + '\n  '.join(lines))
 
     @staticmethod
     def _default_search_pipeline(runner) -> list:
@@ -230,18 +302,6 @@ class BilevelLoop(IterBasedTrainLoop):
                           f'({dataset.get("data_root", "")}{dataset.get("ann_file")}); the '
                           'prompt search must not see it (use train_cfg.holdout instead)')
 
-    def _check_finetune(self, finetune: Optional[dict]) -> dict:
-        cfg = dict(finetune or {})
-        unknown = set(cfg) - {'lr', 'param_scheduler'}
-        if unknown:
-            raise ConfigError(f'train_cfg.finetune has unknown key(s) {sorted(unknown)}; '
-                              "expected 'lr' and 'param_scheduler'")
-        lr = cfg.get('lr')
-        if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
-            raise ConfigError(f'train_cfg.finetune.lr must be a positive number or None, '
-                              f'got {lr!r}')
-        return dict(lr=lr, param_scheduler=list(cfg.get('param_scheduler') or []))
-
     def _in_phase(self, scheduler: dict, key: str, start: int, length: int) -> dict:
         """A scheduler config of a phase (``begin``/``end``/milestones counted
         from the phase's start, in iterations, or in epochs of D_tr with
@@ -276,7 +336,7 @@ class BilevelLoop(IterBasedTrainLoop):
         if self.finetune_iters:
             resolved += [self._in_phase(s, 'train_cfg.finetune.param_scheduler',
                                         self.adaptation_iters, self.finetune_iters)
-                         for s in self.finetune_cfg['param_scheduler']]
+                         for s in self.finetune_cfg.param_scheduler]
         return resolved or None
 
     def start_finetune(self) -> None:
@@ -284,7 +344,7 @@ class BilevelLoop(IterBasedTrainLoop):
         initial learning rate (times ``finetune.lr`` / the optimizer's ``lr``
         when set: the paper's eta-bar_omega), and rho* is frozen."""
         optimizer = self.runner.optim_wrapper.optimizer
-        lr = self.finetune_cfg['lr']
+        lr = self.finetune_cfg.lr
         factor = 1.0 if lr is None else lr / optimizer.defaults['lr']
         for group in optimizer.param_groups:
             group['lr'] = group.get('initial_lr', group['lr']) * factor
@@ -321,72 +381,54 @@ class BilevelLoop(IterBasedTrainLoop):
     def state_dict(self) -> dict:
         return dict(rounds_done=self.rounds_done, rng=get_rng_states(), **self._schedule())
 
-    def _restore_state(self) -> None:
-        state, self.loaded_state = self.loaded_state, None
-        if state is None:
-            return
-        for key, value in self._schedule().items():
-            if state[key] != value:
-                raise ConfigError(f'cannot resume: the checkpoint was written with '
-                                  f'train_cfg {key}={state[key]!r}, the config now says '
-                                  f'{value!r}')
-        self.rounds_done = state['rounds_done']
-        set_rng_states(state['rng'])
-
     # --- the loop -------------------------------------------------------------
 
     def run(self) -> torch.nn.Module:
         lock = lock_work_dir(self.runner.work_dir) if is_main_process() else None
         try:
-            return self._run()
+            self.dataloader_iterator.skip = self._iter  # resuming: _resume after the skip
+            return super().run()
         finally:
             if lock is not None:
                 lock.close()
 
-    def _run(self) -> torch.nn.Module:
-        self.runner.call_hook('before_train')
-        self.runner.call_hook('before_train_epoch')
-        if self._iter > 0:
-            print_log(f'Advance dataloader {self._iter} steps to skip data that has '
-                      'already been trained', logger='current')
-            for _ in range(self._iter):
-                next(self.dataloader_iterator)
-            self._restore_state()  # after the skip, which consumed random numbers
-            if self.strategy == 'bilevel' and self.phase == 'finetune':
-                self.detector.dense_prompt.freeze()
-            print_log(f'Resuming the {self.phase} phase at iteration {self._iter}, '
-                      f'{self.rounds_done} search round(s) done', logger='current')
-        while self._iter < self._max_iters and not self.stop_training:
-            self._search_if_due()
-            self.runner.model.train()
-            data_batch = next(self.dataloader_iterator)
-            self.run_iter(data_batch)
-            self._decide_current_val_interval()
-            if (self.runner.val_loop is not None and self._iter >= self.val_begin
-                    and (self._iter % self.val_interval == 0
-                         or self._iter == self._max_iters)):
-                self.runner.val_loop.run()
-        self._search_if_due()  # adaptation_only: the last round ends with its search
-        self.runner.call_hook('after_train_epoch')
-        self.runner.call_hook('after_train')
-        return self.runner.model
+    def _resume(self) -> None:
+        """Continue a resumed run where its checkpoint left off: the loop's
+        state and the RNG states (restored after the dataloader skip, which
+        consumed random numbers), rho* frozen in fine-tuning, and a search the
+        checkpoint was written before."""
+        state, self.loaded_state = self.loaded_state, None
+        if state is not None:
+            for key, value in self._schedule().items():
+                if state[key] != value:
+                    raise ConfigError(f'cannot resume: the checkpoint was written with '
+                                      f'train_cfg {key}={state[key]!r}, the config now says '
+                                      f'{value!r}')
+            self.rounds_done = state['rounds_done']
+            set_rng_states(state['rng'])
+        if self.strategy == 'bilevel' and self.phase == 'finetune':
+            self.detector.dense_prompt.freeze()
+        print_log(f'Resuming the {self.phase} phase at iteration {self._iter}, '
+                  f'{self.rounds_done} search round(s) done', logger='current')
+        self.search_if_due(self._iter)
 
-    def _search_if_due(self) -> None:
-        if self.strategy != 'bilevel' or self._iter == 0 or self._iter % self.round_iters:
+    def search_if_due(self, iteration: int) -> None:
+        """Run round r's search once ``iteration`` (iterations trained) ends it."""
+        if self.strategy != 'bilevel' or iteration % self.round_iters:
             return
-        round_idx = self._iter // self.round_iters
-        if round_idx > self.T or round_idx <= self.rounds_done:
+        round_idx = iteration // self.round_iters
+        if not self.rounds_done < round_idx <= self.T:
             return
-        self._save_checkpoint()
-        self._run_search(round_idx)
+        self._save_checkpoint(iteration)
+        self._run_search(round_idx, iteration)
         self.rounds_done = round_idx
 
-    def _save_checkpoint(self) -> None:
+    def _save_checkpoint(self, iteration: int) -> None:
         """A checkpoint of w right before a search, so that a run killed during
         the search resumes it from the same weights."""
         work_dir = self.runner.work_dir
-        filename = f'iter_{self._iter}.pth'
-        self.runner.save_checkpoint(work_dir, filename, meta=dict(iter=self._iter),
+        filename = f'iter_{iteration}.pth'
+        self.runner.save_checkpoint(work_dir, filename, meta=dict(iter=iteration),
                                     by_epoch=False)
         if is_main_process():
             with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
@@ -395,24 +437,22 @@ class BilevelLoop(IterBasedTrainLoop):
     def build_search(self) -> PromptSearch:
         cfg = self.search_cfg
         prompt = self.detector.dense_prompt
-        storage = cfg.get('storage') or 'sqlite:///' + osp.join(
+        storage = cfg.storage or 'sqlite:///' + osp.join(
             osp.abspath(self.runner.work_dir), 'prompt_search.db')
-        return PromptSearch(storage=storage, study_name=cfg.get('study_name', 'prompt_search'),
+        return PromptSearch(storage=storage, study_name=cfg.study_name,
                             num_groups=prompt.num_groups, interval=prompt.search_interval,
-                            sampler=cfg.get('sampler', 'tpe'), seed=cfg.get('seed', 0),
-                            on_trial=self._log_trial)
+                            sampler=cfg.sampler, seed=cfg.seed, on_trial=self._log_trial)
 
     def build_objective(self) -> MaskObjective:
         cfg = self.search_cfg
-        dataset = DATASETS.build(self._val_dataset_cfg)
-        loader = DataLoader(dataset, batch_size=cfg.get('batch_size', 1), shuffle=False,
-                            num_workers=cfg.get('num_workers', 0), collate_fn=pseudo_collate)
+        loader = DataLoader(self.val_dataset, batch_size=cfg.batch_size, shuffle=False,
+                            num_workers=cfg.num_workers, collate_fn=pseudo_collate)
         wrapper = self.runner.optim_wrapper
         dtype = wrapper.cast_dtype if isinstance(wrapper, AmpOptimWrapper) else None
-        return MaskObjective(self.runner.model, loader, cache=cfg.get('cache', True),
+        return MaskObjective(self.runner.model, loader, cache=cfg.cache,
                              autocast_dtype=dtype, source=self._search_source)
 
-    def _run_search(self, round_idx: int) -> None:
+    def _run_search(self, round_idx: int, iteration: int) -> None:
         prompt = self.detector.dense_prompt
         weights = torch.zeros(prompt.num_groups, device=prompt.group_weights.device)
         if is_main_process():
@@ -437,7 +477,7 @@ class BilevelLoop(IterBasedTrainLoop):
                 f'prompt search round {round_idx}: best f={value:.6f}, rho weights='
                 + '[' + ', '.join(f'{w:.4f}' for w in best) + ']')
             self.runner.visualizer.add_scalars(
-                {'search/best_f': value, 'search/round': round_idx}, step=self._iter)
+                {'search/best_f': value, 'search/round': round_idx}, step=iteration)
         broadcast(weights, src=0)
         prompt.set_group_weights(weights.cpu())
 

@@ -1,3 +1,5 @@
+import glob
+import json
 import os.path as osp
 
 import optuna
@@ -93,8 +95,46 @@ def test_adaptation_only(loop_cfg):
     found = studies(runner.work_dir)
     assert len(found) == 2 and all(len(finished(s)) == 3 for s in found.values())
     best2 = found['prompt_search-round2'].best_trial
-    final = runner.model.dense_prompt.get_group_weights()
-    assert torch.equal(final, torch.tensor([best2.params[f'w{g:02d}'] for g in range(16)]))
+    expected = torch.tensor([best2.params[f'w{g:02d}'] for g in range(16)])
+    assert torch.equal(runner.model.dense_prompt.get_group_weights(), expected)
+    # the last round's search ends the run before the last checkpoint is saved,
+    # so the checkpoint a user tests holds rho*, and its loop state says so
+    checkpoint = torch.load(osp.join(runner.work_dir, 'iter_4.pth'), weights_only=False)
+    saved = checkpoint['state_dict']['roi_head.mask_head.dense_prompt.group_weights']
+    assert torch.equal(saved, expected.to(saved.dtype))
+    assert checkpoint['bilevel_loop']['rounds_done'] == 2
+
+
+@pytest.mark.parametrize('search, match', [
+    (dict(sampeler='gp'), r"train_cfg\.search has unknown key\(s\) \['sampeler'\]"),
+    (dict(batch_size=0), r'train_cfg\.search\.batch_size must be a positive integer, got 0'),
+    (dict(cache='yes'), r"train_cfg\.search\.cache must be True or False, got 'yes'"),
+    (dict(pipeline=dict(type='LoadImageFromFile')), r'train_cfg\.search\.pipeline must be a list'),
+])
+def test_search_config_names_a_bad_key(loop_cfg, search, match):
+    with pytest.raises(ValueError, match=match):
+        Runner.from_cfg(loop_cfg(search=search)).train()
+
+
+def test_splits_are_logged_and_written(loop_cfg, tiny_data):
+    cfg = loop_cfg(T=1, K_a=1, K_c=0)
+    cfg.log_level = 'INFO'
+    cfg.experiment_name = 'splits'  # a logger of its own, with its log file in log_dir
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    with open(osp.join(runner.log_dir, 'splits.json')) as f:
+        splits = json.load(f)
+    train, val = splits['D_tr'], splits['D_val']
+    with open(tiny_data / 'annotations' / 'train.json') as f:
+        all_ids = {img['id'] for img in json.load(f)['images']}
+    assert len(val['image_ids']) == 3 and len(train['image_ids']) == 7
+    assert set(train['image_ids']) | set(val['image_ids']) == all_ids
+    assert train['dataset']['part'] == 'train' and val['dataset']['part'] == 'holdout'
+    assert train['dataset']['dataset']['ann_file'] == 'annotations/train.json'
+    assert val['pipeline'][1]['type'] == 'LoadAnnotations'  # before Resize
+    log = ''.join(open(p).read() for p in glob.glob(osp.join(runner.log_dir, '*.log')))
+    assert "D_tr: {'type': 'HoldoutSplit', 'part': 'train'" in log and '7 images' in log
+    assert "D_val: {'type': 'HoldoutSplit', 'part': 'holdout'" in log and '3 images' in log
 
 
 def test_epoch_units(loop_cfg):
@@ -125,8 +165,7 @@ def test_resume_mid_search_loses_and_repeats_no_trial(loop_cfg, tmp_path, monkey
     def dying_evaluate(self, study, round_idx, number, objective):
         calls['n'] += 1
         if round_idx == 1 and number == 1:
-            study.get_trials(deepcopy=False)  # the trial was asked: it is RUNNING
-            raise Killed
+            raise Killed  # the trial was asked: it stays RUNNING in the storage
         return evaluate(self, study, round_idx, number, objective)
 
     monkeypatch.setattr(PromptSearch, '_evaluate', dying_evaluate)
