@@ -14,7 +14,6 @@ _base_ = [
 # ResNet has no ImageNet weights here, so it is trained too.
 model = dict(
     sam_checkpoint='checkpoints/sam_vit-tiny_inair.pth',
-    data_preprocessor=dict(pad_size_divisor=128),  # every input is 128x128, as SAM's are 1024
     local_backbone=dict(
         frozen_stages=-1, norm_eval=False, norm_cfg=dict(type='BN', requires_grad=True)),
     roi_head=dict(

@@ -6,9 +6,5 @@ _base_ = [
     './_base_/schedules/bilevel_paper.py', './_base_/default_runtime.py'
 ]
 
-model = dict(
-    data_preprocessor=dict(pad_size_divisor=1024),  # SAM's fixed 1024x1024 input
-    roi_head=dict(bbox_head=dict(num_classes=7)))
-
 default_hooks = dict(checkpoint=dict(interval=2000, max_keep_ckpts=3))
 auto_scale_lr = dict(enable=False, base_batch_size=2)

@@ -5,10 +5,7 @@ _base_ = [
     './_base_/schedules/bilevel_paper.py', './_base_/default_runtime.py'
 ]
 
-model = dict(
-    data_preprocessor=dict(pad_size_divisor=1024),
-    backbone=dict(use_space_adapter=True),
-    roi_head=dict(bbox_head=dict(num_classes=7)))
+model = dict(backbone=dict(use_space_adapter=True))
 
 train_cfg = dict(holdout=None, val_split='val_dataloader')
 auto_scale_lr = dict(enable=False, base_batch_size=2)

@@ -16,13 +16,7 @@ model = dict(
     decoder_mlp_dim={{_base_.model.roi_head.mask_head.decoder_mlp_dim}},
     decoder_num_heads={{_base_.model.roi_head.mask_head.decoder_num_heads}},
     box_noise=0.1,
-    data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=128,  # SAM pads every input to its img_size square
-        pad_mask=True))
+    data_preprocessor={{_base_.model.data_preprocessor}})
 
 val_evaluator = dict(metric='segm')  # oracle boxes: only the masks are scored
 test_evaluator = dict(metric='segm')

@@ -106,9 +106,9 @@ class BilevelLoop(IterBasedTrainLoop):
     hooks: a round's search runs in ``after_train_iter`` of its last iteration,
     after the parameter schedulers and before ``CheckpointHook``; the phase
     switch before the schedulers; the loop's state rides in every checkpoint.
-    ``strategy`` (paper Table 3) must match the model's dense prompt mode:
-    ``'bilevel'`` searches, ``'frozen'`` and ``'naive'`` train ``T * K_a + K_c``
-    units straight through.
+    The strategy (paper Table 3) is the model's dense prompt mode
+    (``train_cfg.strategy``, when set, must agree): ``'bilevel'`` searches,
+    ``'frozen'`` and ``'naive'`` train ``T * K_a + K_c`` units straight through.
 
     D_val is held out of the training dataset by ``holdout``
     (``dict(fraction=..., seed=...)`` or ``dict(count=..., seed=...)``): D_tr
@@ -135,7 +135,7 @@ class BilevelLoop(IterBasedTrainLoop):
 
     def __init__(self, runner, dataloader: Union[dict, DataLoader], *,
                  T: int = 3, K_a: int = 30, K_b: int = 21, K_c: int = 7,
-                 unit: str = 'epoch', strategy: str = 'bilevel',
+                 unit: str = 'epoch', strategy: Optional[str] = None,
                  adaptation_only: bool = False,
                  holdout: Optional[dict] = dict(fraction=0.1, seed=0),
                  val_split: Optional[str] = None,
@@ -145,9 +145,7 @@ class BilevelLoop(IterBasedTrainLoop):
                  dynamic_intervals: Optional[List] = None) -> None:
         if unit not in UNITS:
             raise ConfigError(f'train_cfg.unit must be one of {UNITS}, got {unit!r}')
-        if strategy not in DENSE_PROMPT_MODES:
-            raise ConfigError(f'train_cfg.strategy must be one of {DENSE_PROMPT_MODES}, '
-                              f'got {strategy!r}')
+        strategy = self._strategy_of(runner.model, strategy)
         for name, value in dict(T=T, K_a=K_a, K_b=K_b, K_c=K_c).items():
             if not isinstance(value, int) or value < 0 or (name in ('T', 'K_a') and value == 0):
                 kind = 'positive' if name in ('T', 'K_a') else 'non-negative'
@@ -186,7 +184,6 @@ class BilevelLoop(IterBasedTrainLoop):
                          val_begin=val_begin, val_interval=val_interval,
                          dynamic_intervals=dynamic_intervals)
         self.dataloader_iterator = _ResumingIterator(self.dataloader_iterator, self._resume)
-        self._check_model()
         # built here, so that a bad search setting stops the run before training
         self.search = self.build_search() if strategy == 'bilevel' else None
         runner.param_schedulers = self._phase_schedulers(runner.param_schedulers)
@@ -360,15 +357,22 @@ class BilevelLoop(IterBasedTrainLoop):
         model = self.runner.model
         return model.module if is_model_wrapper(model) else model
 
-    def _check_model(self) -> None:
-        prompt = getattr(self.detector, 'dense_prompt', None)
+    @staticmethod
+    def _strategy_of(model, strategy: Optional[str]) -> str:
+        """The model's dense prompt mode; ``train_cfg.strategy``, when set, must
+        name the same."""
+        prompt = getattr(model.module if is_model_wrapper(model) else model, 'dense_prompt', None)
         if prompt is None:
             raise TypeError('BilevelLoop needs a model with a dense prompt (BiPA)')
-        if prompt.mode != self.strategy:
+        if strategy is not None and strategy not in DENSE_PROMPT_MODES:
+            raise ConfigError(f'train_cfg.strategy must be one of {DENSE_PROMPT_MODES} or None, '
+                              f'got {strategy!r}')
+        if strategy is not None and strategy != prompt.mode:
             raise ConfigError(
-                f'train_cfg.strategy={self.strategy!r} disagrees with the model\'s dense '
-                f'prompt mode {prompt.mode!r}: set both '
-                f'(model.roi_head.mask_head.dense_prompt.mode)')
+                f'train_cfg.strategy={strategy!r} disagrees with the model\'s dense prompt mode '
+                f'{prompt.mode!r} (model.roi_head.mask_head.dense_prompt.mode): set the mode '
+                'only; the strategy follows it')
+        return prompt.mode
 
     @property
     def phase(self) -> str:

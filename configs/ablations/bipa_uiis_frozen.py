@@ -3,4 +3,3 @@
 _base_ = ['../bipa_uiis.py']
 
 model = dict(roi_head=dict(mask_head=dict(dense_prompt=dict(mode='frozen'))))
-train_cfg = dict(strategy='frozen')

@@ -68,7 +68,7 @@ def test_full_bilevel_run(loop_cfg, tmp_path):
 
 
 def test_frozen_strategy(loop_cfg):
-    cfg = loop_cfg(strategy='frozen')
+    cfg = loop_cfg()
     cfg.model.roi_head.mask_head.dense_prompt.mode = 'frozen'
     hook = RecordPrompt()
     runner = run(cfg, hook)

@@ -1,8 +1,8 @@
-# BiPA with SAM ViT-H (paper Sec. 3 / DESIGN.md §2). Weights: put SAM's
+# BiPA with SAM ViT-H (paper Sec. 3). Weights: put SAM's
 # sam_vit_h_4b8939.pth and torchvision's resnet50-0676ba61.pth under checkpoints/.
 custom_imports = dict(imports=['bipa'], allow_failed_imports=False)
 
-num_classes = 7
+num_classes = 7  # UIIS and multi-class USIS10K; other datasets set bbox_head.num_classes
 fpn_channels = 256
 sam_dim = 256  # SAM prompt/decoder width
 
@@ -14,7 +14,7 @@ model = dict(
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
-        pad_size_divisor=32,
+        pad_size_divisor=1024,  # SAM's fixed 1024x1024 input
         pad_mask=True),
     backbone=dict(
         type='SAMViTAdapter',
@@ -129,7 +129,6 @@ model = dict(
                 pos_fraction=0.25,
                 neg_pos_ub=-1,
                 add_gt_as_proposals=True),
-            mask_size=28,
             pos_weight=-1,
             debug=False)),
     test_cfg=dict(

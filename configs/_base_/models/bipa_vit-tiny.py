@@ -9,13 +9,15 @@ patch_size = 8  # a 16x16 embedding and 64x64 masks: finer than ViT-H's 16-px pa
 
 model = dict(
     sam_checkpoint=None,
+    data_preprocessor=dict(pad_size_divisor=128),  # the ViT's img_size: every input is 128x128
     backbone=dict(
         arch=dict(_delete_=True, embed_dim=32, depth=4, num_heads=2, global_attn_indexes=(1, 3),
                   img_size=128, window_size=4, out_chans=sam_dim, patch_size=patch_size),
         adapter_indices=[1, 2, 3],
         out_indices=(0, 1, 2, 3)),
     local_backbone=dict(depth=18, base_channels=8, init_cfg=None),
-    neck=dict(vit_channels=32, vit_stride=patch_size, local_channels=(8, 16, 32, 64), out_channels=fpn_channels),
+    neck=dict(vit_channels=32, vit_stride=patch_size, local_channels=(8, 16, 32, 64),
+              out_channels=fpn_channels),
     rpn_head=dict(in_channels=fpn_channels, feat_channels=fpn_channels),
     roi_head=dict(
         positional_encoding=dict(num_feats=fpn_channels // 2),

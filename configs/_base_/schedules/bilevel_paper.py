@@ -29,7 +29,7 @@ train_cfg = dict(
     K_b=21,
     K_c=7,
     unit='epoch',
-    strategy='bilevel',
+    strategy=None,  # the dense prompt's mode (bilevel, frozen or naive: paper Table 3)
     adaptation_only=False,
     holdout=dict(fraction=0.1, seed=0),
     val_split=None,
