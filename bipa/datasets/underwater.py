@@ -19,6 +19,8 @@ from mmdet.datasets.api_wrappers import COCO
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
+from ..utils import examples
+
 
 # The classes of the synthetic dataset (bipa.datasets.synthetic), in the
 # order of its category ids.
@@ -43,12 +45,6 @@ def _palette(classes):
 
 class AnnotationError(ValueError):
     """An annotation file that cannot be used as it is."""
-
-
-def _examples(items, limit=5):
-    items = list(items)
-    more = f' (and {len(items) - limit} more)' if len(items) > limit else ''
-    return ', '.join(str(i) for i in items[:limit]) + more
 
 
 class _CheckedCOCO(COCO):
@@ -78,22 +74,22 @@ class _CheckedCOCO(COCO):
         bad_imgs = [i.get('id') for i in self.dataset['images']
                     if not {'id', 'file_name', 'height', 'width'} <= set(i)]
         if bad_imgs:
-            problems.append(f'images without id/file_name/height/width: {_examples(bad_imgs)}')
+            problems.append(f'images without id/file_name/height/width: {examples(bad_imgs)}')
         unknown_img = [a['id'] for a in self.dataset['annotations'] if a.get('image_id') not in self.imgs]
         if unknown_img:
             problems.append(f'annotations pointing to unknown image ids: annotation ids '
-                            f'{_examples(unknown_img)}')
+                            f'{examples(unknown_img)}')
         unknown_cat = [a['id'] for a in self.dataset['annotations']
                        if a.get('category_id') not in self.cats]
         if unknown_cat:
             problems.append(f'annotations pointing to unknown category ids: annotation '
-                            f'ids {_examples(unknown_cat)}')
+                            f'ids {examples(unknown_cat)}')
         problems += self._duplicates()
         bad_box = [a['id'] for a in self.dataset['annotations']
                    if not (isinstance(a.get('bbox'), list) and len(a['bbox']) == 4)]
         if bad_box:
             problems.append(f'annotations without a 4-number bbox: annotation ids '
-                            f'{_examples(bad_box)}')
+                            f'{examples(bad_box)}')
         if problems:
             raise AnnotationError(f'{name}: ' + '; '.join(problems))
 
@@ -114,14 +110,14 @@ class _CheckedCOCO(COCO):
                   for f, ids in files.items() if len(ids) > 1]
         ann_ids = Counter(a.get('id') for a in self.dataset['annotations'])
         if clash:
-            problems.append(f'image ids given to more than one image: {_examples(clash)}')
+            problems.append(f'image ids given to more than one image: {examples(clash)}')
         if shared:
-            problems.append(f'files listed under more than one image id: {_examples(shared)}')
+            problems.append(f'files listed under more than one image id: {examples(shared)}')
         if twice:
-            problems.append(f'image entries listed twice: ids {_examples(twice)}')
+            problems.append(f'image entries listed twice: ids {examples(twice)}')
         repeated = [i for i, n in ann_ids.items() if n > 1]
         if repeated:
-            problems.append(f'annotation ids used more than once: {_examples(repeated)}')
+            problems.append(f'annotation ids used more than once: {examples(repeated)}')
         return problems
 
     def get_cat_ids(self, cat_names=[], sup_names=[], cat_ids=[]):
@@ -210,7 +206,7 @@ def check_evaluation_split(dataset) -> None:
                               'test_evaluator.format_only=True to only write predictions')
     skipped = getattr(dataset, 'skipped_annotations', [])
     if skipped:
-        listed = _examples(f'{i} ({why})' for i, why in skipped)
+        listed = examples(f'{i} ({why})' for i, why in skipped)
         raise AnnotationError(f'{ann_file}: CocoMetric would score annotations the dataset '
                               f'skips: ids {listed}; fix or remove them in the json')
 
