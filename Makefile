@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bipa-env
 
-.PHONY: env demo test
+.PHONY: env demo lint test
 
 env: $(STAMP)
 
@@ -17,6 +17,9 @@ DEMO_ARGS ?=
 
 demo: env
 	$(PY) tools/demo.py $(DEMO_ARGS)
+
+lint: env
+	$(PY) -m ruff check .
 
 test: env
 	$(PY) -m pytest tests

@@ -13,13 +13,12 @@ import os.path as osp
 import time
 
 import mmcv
-from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
-from mmengine.utils import ProgressBar
-
 from mmdet.models.utils import mask2ndarray
 from mmdet.registry import DATASETS, VISUALIZERS
 from mmdet.structures.bbox import BaseBoxes
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+from mmengine.utils import ProgressBar
 
 import bipa  # noqa: F401  (registers the BiPA datasets)
 

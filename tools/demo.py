@@ -126,10 +126,16 @@ def main(argv=None):
                         help='pre-train the tiny SAM in air again (about 25 min on 1 core) '
                         f'and overwrite {osp.relpath(SAM_CHECKPOINT, ROOT)}')
     args = parser.parse_args(argv)
-    import bipa  # noqa: F401
-    from bipa.apis import (build_runner, format_domain_gap, measure_domain_gap,
-                           summarize_rounds, test_checkpoint)
     from mmengine.runner import Runner
+
+    import bipa  # noqa: F401
+    from bipa.apis import (
+        build_runner,
+        format_domain_gap,
+        measure_domain_gap,
+        summarize_rounds,
+        test_checkpoint,
+    )
     # one thread: the tiny model's ops are too small to gain from two
     torch.set_num_threads(1)
     start = time.time()

@@ -10,13 +10,12 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
-
 from mmdet.evaluation import DumpDetResults
 from mmdet.registry import DATASETS, RUNNERS
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
 
 import bipa  # noqa: F401  (registers BiPA; lets torch load mmengine checkpoints)
 from bipa.datasets import check_evaluation_split

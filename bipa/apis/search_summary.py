@@ -49,9 +49,9 @@ def summarize_rounds(storage: str, prefix: str = 'prompt_search') -> List[dict]:
         identity = [t for t in complete if all(abs(w - 1.0) < 1e-9 for w in _weights(t))]
         best = best_trial(study)
         f_identity = identity[0].value if identity else None
+        identity_best = best is not None and identity and best.number == identity[0].number
         out.append(dict(
             round=round_idx, trials=len(complete), f_identity=f_identity,
             f_best=None if best is None else best.value,
-            rho=None if best is None else _weights(best),
-            identity_best=bool(best is not None and identity and best.number == identity[0].number)))
+            rho=None if best is None else _weights(best), identity_best=bool(identity_best)))
     return out

@@ -1,8 +1,14 @@
-from .transforms import CheckedLoadImageFromFile, ImageReadError
 from .holdout import build_holdout_split, holdout_image_ids
-from .underwater import (SYNTHETIC_CLASSES, AnnotationError, SyntheticUnderwaterDataset,
-                         UIISDataset, USIS10KDataset, USIS10KForegroundDataset,
-                         check_evaluation_split)
+from .transforms import CheckedLoadImageFromFile, ImageReadError
+from .underwater import (
+                         SYNTHETIC_CLASSES,
+                         AnnotationError,
+                         SyntheticUnderwaterDataset,
+                         UIISDataset,
+                         USIS10KDataset,
+                         USIS10KForegroundDataset,
+                         check_evaluation_split,
+)
 
 __all__ = [
     'AnnotationError', 'check_evaluation_split', 'CheckedLoadImageFromFile', 'ImageReadError',

@@ -21,7 +21,6 @@ from mmengine.logging import print_log
 
 from ..utils import examples
 
-
 # The classes of the synthetic dataset (bipa.datasets.synthetic), in the
 # order of its category ids.
 SYNTHETIC_CLASSES = ('fish', 'reefs', 'aquatic plants', 'human divers', 'robots')
@@ -75,7 +74,8 @@ class _CheckedCOCO(COCO):
                     if not {'id', 'file_name', 'height', 'width'} <= set(i)]
         if bad_imgs:
             problems.append(f'images without id/file_name/height/width: {examples(bad_imgs)}')
-        unknown_img = [a['id'] for a in self.dataset['annotations'] if a.get('image_id') not in self.imgs]
+        unknown_img = [a['id'] for a in self.dataset['annotations']
+                       if a.get('image_id') not in self.imgs]
         if unknown_img:
             problems.append(f'annotations pointing to unknown image ids: annotation ids '
                             f'{examples(unknown_img)}')

@@ -6,8 +6,8 @@ from typing import Callable, Iterator, List, Optional, Union
 
 import torch
 from mmdet.registry import DATASETS, LOOPS
-from mmengine.dist import broadcast, is_main_process
 from mmengine.dataset import pseudo_collate
+from mmengine.dist import broadcast, is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper

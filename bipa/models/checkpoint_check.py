@@ -31,7 +31,8 @@ def check_checkpoint_fits(model: nn.Module, path: str, *,
         mismatched=sorted(k for k in set(own) & set(weights)
                           if tuple(own[k].shape) != tuple(getattr(weights[k], 'shape', ()))))
     if any(report.values()):
-        counts = ', '.join(f'{len(v)} {k} (e.g. {examples(v, limit=3)})' for k, v in report.items() if v)
+        counts = ', '.join(f'{len(v)} {k} (e.g. {examples(v, limit=3)})'
+                           for k, v in report.items() if v)
         hint = (" It holds SAM's own keys: give SAM's weights as model.sam_checkpoint and "
                 'train.' if any(k.startswith('image_encoder.') for k in weights) else '')
         msg = f'{path} does not fit the model: {counts} keys.{hint}'

@@ -8,7 +8,6 @@ from functools import partial
 from typing import Dict, Tuple, Union
 
 import torch
-
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, TwoWayTransformer
 from torch import Tensor, nn
 

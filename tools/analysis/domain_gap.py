@@ -1,4 +1,5 @@
-"""Measure the domain gap: a SAM's oracle-box segm mAP on the same test scenes in air and under water.
+"""Measure the domain gap: a SAM's oracle-box segm mAP on the same test scenes
+in air and under water.
 
     python tools/analysis/domain_gap.py [--checkpoint checkpoints/sam_vit-tiny_inair.pth]
         [--sam-config configs/sam_vit-tiny_inair.py]

@@ -15,8 +15,12 @@ uses ``ann_file='annotations/train.json', data_prefix=dict(img='train/')``.
 """
 import argparse
 
-from bipa.datasets.synthetic import (DEFAULT_IMAGE_SIZE, DEFAULT_SPLITS, MEDIA,
-                                     generate_synthetic_dataset)
+from bipa.datasets.synthetic import (
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_SPLITS,
+    MEDIA,
+    generate_synthetic_dataset,
+)
 
 
 def parse_args(argv=None):

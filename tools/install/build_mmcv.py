@@ -34,7 +34,8 @@ def required_cpp_standard(torch_include: Path) -> str:
     for value, name in sorted(_CPP_STANDARDS.items()):
         if value >= need:
             return name
-    raise ValueError(f'{header} requires __cplusplus >= {need}, which no known -std value satisfies')
+    raise ValueError(f'{header} requires __cplusplus >= {need}, which no known -std value '
+                     'satisfies')
 
 
 def patch_setup_py(setup_py: Path, std: str) -> int:

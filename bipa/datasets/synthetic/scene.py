@@ -14,8 +14,21 @@ from typing import List
 import cv2
 import numpy as np
 
-from .shapes import (BUILDERS, DIVER, FISH, PLANT, REEF, ROBOT, SAND, Placed,
-                     build_fish, default_texture, pick, rasterize, value_noise)
+from .shapes import (
+    BUILDERS,
+    DIVER,
+    FISH,
+    PLANT,
+    REEF,
+    ROBOT,
+    SAND,
+    Placed,
+    build_fish,
+    default_texture,
+    pick,
+    rasterize,
+    value_noise,
+)
 
 MIN_INSTANCES = 1
 MAX_INSTANCES = 6

@@ -5,8 +5,7 @@ import torch
 import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
-from segment_anything.modeling.image_encoder import (Block, window_partition,
-                                                     window_unpartition)
+from segment_anything.modeling.image_encoder import Block, window_partition, window_unpartition
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 

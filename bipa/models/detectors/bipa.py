@@ -1,7 +1,6 @@
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList

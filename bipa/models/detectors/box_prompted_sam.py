@@ -12,8 +12,12 @@ from mmengine.structures import InstanceData
 from segment_anything.modeling import PromptEncoder
 from torch import Tensor
 
-from ..sam_parts import (build_image_encoder, build_mask_decoder, decode_single_mask,
-                          resolve_sam_arch)
+from ..sam_parts import (
+    build_image_encoder,
+    build_mask_decoder,
+    decode_single_mask,
+    resolve_sam_arch,
+)
 
 
 @MODELS.register_module()

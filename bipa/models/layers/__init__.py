@@ -6,6 +6,7 @@ from .norm import LayerNorm2d
 from .rel_pos_attention import decomposed_rel_pos, rel_pos_attention
 
 __all__ = [
-    'BlockAdapter', 'BottleneckAdapter', 'ColorAdapter', 'ChannelAttention', 'DENSE_PROMPT_MODES', 'DensePrompt', 'EMA',
-    'LayerNorm2d', 'decomposed_rel_pos', 'rel_pos_attention'
+    'BlockAdapter', 'BottleneckAdapter', 'ColorAdapter', 'ChannelAttention',
+    'DENSE_PROMPT_MODES', 'DensePrompt', 'EMA', 'LayerNorm2d', 'decomposed_rel_pos',
+    'rel_pos_attention'
 ]
