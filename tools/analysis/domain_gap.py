@@ -16,7 +16,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=' '.join(__doc__.split('\n\n')[0].split()))
     parser.add_argument('--sam-config', default=osp.join(ROOT, 'configs', 'sam_vit-tiny_inair.py'))
     parser.add_argument('--checkpoint',
                         default=osp.join(ROOT, 'checkpoints', 'sam_vit-tiny_inair.pth'))
