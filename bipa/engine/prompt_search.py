@@ -8,6 +8,7 @@ from mmengine.logging import MMLogger
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from ..models.layers.dense_prompt import check_interval
 from ..utils import ConfigError
 
 SAMPLERS = ('tpe', 'gp')
@@ -54,19 +55,16 @@ class PromptSearch:
         if sampler not in SAMPLERS:
             raise ConfigError(f'train_cfg.search.sampler must be one of {SAMPLERS}, '
                               f'got {sampler!r}')
-        low, high = (float(v) for v in interval)
-        if not low < high:
-            raise ConfigError(f'search interval B=[{low}, {high}] needs low < high')
         self.storage = storage
         self.study_name = study_name
         self.num_groups = num_groups
-        self.interval = (low, high)
+        self.interval = check_interval(interval, 'search interval')
         self.sampler = sampler
         self.seed = seed
         self.on_trial = on_trial
         # trials are logged through mmengine's logger (on_trial), not Optuna's
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.distributions = {self.param(g): FloatDistribution(low, high)
+        self.distributions = {self.param(g): FloatDistribution(*self.interval)
                               for g in range(num_groups)}
 
     @staticmethod

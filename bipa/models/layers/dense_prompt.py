@@ -1,5 +1,5 @@
 """The dense prompt rho of BiPA: a grouped, re-weighted SAM dense embedding."""
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 from mmdet.registry import MODELS
@@ -9,6 +9,15 @@ from ...utils import ConfigError
 
 DENSE_PROMPT_MODES = ('frozen', 'naive', 'bilevel')
 DENSE_PROMPT_BASES = ('sam', 'learned')
+
+
+def check_interval(interval: Sequence[float], key: str) -> Tuple[float, float]:
+    """The search interval ``B = [low, high]`` as floats; ``key`` names it in
+    the error when it is empty."""
+    low, high = (float(v) for v in interval)
+    if not low < high:
+        raise ConfigError(f'{key} B=[{low}, {high}] needs low < high')
+    return low, high
 
 
 @MODELS.register_module()
@@ -52,13 +61,10 @@ class DensePrompt(nn.Module):
         if num_groups <= 0 or embed_dim % num_groups:
             raise ConfigError(f'{key}.num_groups (N_g={num_groups}) must divide the prompt '
                               f'dimension {embed_dim}')
-        low, high = (float(v) for v in search_interval)
-        if not low < high:
-            raise ConfigError(f'{key}.search_interval B=[{low}, {high}] needs low < high')
         self.mode = mode
         self.base = base
         self.num_groups = num_groups
-        self.search_interval = (low, high)
+        self.search_interval = check_interval(search_interval, f'{key}.search_interval')
         # N(0, 1) like SAM's nn.Embedding; replaced by no_mask_embed from a SAM checkpoint
         trains = mode == 'naive' or (mode == 'bilevel' and base == 'learned')
         self.embedding = nn.Parameter(torch.randn(embed_dim), requires_grad=trains)
