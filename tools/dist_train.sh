@@ -2,6 +2,7 @@
 # Distributed training with torchrun (torch.distributed.run):
 #   bash tools/dist_train.sh CONFIG GPUS [train.py args...]
 # Several machines: set NNODES, NODE_RANK, MASTER_ADDR and PORT on each.
+# DIST_SCRIPT (default train.py) names the tool started (tools/dist_test.sh: test.py).
 set -e
 
 if [ $# -lt 2 ]; then
@@ -23,6 +24,6 @@ python -m torch.distributed.run \
     --master_addr=$MASTER_ADDR \
     --nproc_per_node=$GPUS \
     --master_port=$PORT \
-    "$(dirname "$0")/train.py" \
-    "$CONFIG" \
-    --launcher pytorch "${@:3}"
+    "$(dirname "$0")/${DIST_SCRIPT:-train.py}" \
+    "$CONFIG" "${@:3}" \
+    --launcher pytorch
