@@ -67,25 +67,19 @@ def test_full_bilevel_run(loop_cfg, tmp_path):
     assert all(torch.equal(e, hook.embeddings[0]) for e in hook.embeddings)
 
 
-def test_frozen_strategy(loop_cfg):
-    cfg = loop_cfg()
-    cfg.model.roi_head.mask_head.dense_prompt.mode = 'frozen'
+@pytest.mark.parametrize('mode, strategy, embedding_trains', [
+    ('frozen', None, False),  # the strategy follows the dense prompt's mode
+    ('naive', 'naive', True),  # or is set to the same
+])
+def test_strategies_without_search(loop_cfg, mode, strategy, embedding_trains):
+    cfg = loop_cfg(strategy=strategy)
+    cfg.model.roi_head.mask_head.dense_prompt.mode = mode
     hook = RecordPrompt()
     runner = run(cfg, hook)
-    assert runner.iter == 6
+    assert runner.train_loop.strategy == mode and runner.iter == 6  # T * K_a + K_c
     assert not osp.exists(osp.join(runner.work_dir, 'prompt_search.db'))
     assert all(torch.equal(w, torch.ones(16)) for w in hook.weights)
-    assert all(torch.equal(e, hook.embeddings[0]) for e in hook.embeddings)
-
-
-def test_naive_strategy_trains_the_embedding(loop_cfg):
-    cfg = loop_cfg(strategy='naive')
-    cfg.model.roi_head.mask_head.dense_prompt.mode = 'naive'
-    hook = RecordPrompt()
-    runner = run(cfg, hook)
-    assert not osp.exists(osp.join(runner.work_dir, 'prompt_search.db'))
-    assert all(torch.equal(w, torch.ones(16)) for w in hook.weights)
-    assert not torch.equal(hook.embeddings[0], hook.embeddings[-1])
+    assert torch.equal(hook.embeddings[0], hook.embeddings[-1]) != embedding_trains
 
 
 def test_adaptation_only(loop_cfg):
