@@ -1,26 +1,17 @@
 """Every config in configs/ loads, names registered modules, and builds its
 train/val/test datasets, with their own pipelines, from a tiny stand-in placed
 at the config's own (relative) paths, which data/README.md documents."""
+import json
 from pathlib import Path
 
 import pytest
 from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config
 
-from bipa.datasets.synthetic import generate_synthetic_dataset
-from tests.conftest import ROOT
-from tests.test_datasets.test_underwater import _standin
+from tests.conftest import ROOT, standin
 
 CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
 DATA_README = (ROOT / 'data' / 'README.md').read_text()
-
-
-@pytest.fixture(scope='module')
-def synthetic(tmp_path_factory):
-    root = tmp_path_factory.mktemp('synthetic_underwater')
-    generate_synthetic_dataset(str(root), splits=dict(train=3), image_size=(64, 64), seed=0,
-                               progress=False)
-    return root
 
 
 def test_all_configs_are_collected():
@@ -31,10 +22,11 @@ def test_all_configs_are_collected():
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: str(p.relative_to(ROOT / 'configs')))
-def test_config_builds_its_datasets(path, synthetic, tmp_path, monkeypatch):
+def test_config_builds_its_datasets(path, tiny_data, tmp_path, monkeypatch):
     cfg = Config.fromfile(str(path))
     assert MODELS.get(cfg.model.type) is not None
     assert cfg.custom_imports['imports'] == ['bipa']
+    images = len(json.loads((tiny_data / 'annotations' / 'train.json').read_text())['images'])
     monkeypatch.chdir(tmp_path)  # the configs' relative data roots now point here
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')
@@ -48,11 +40,11 @@ def test_config_builds_its_datasets(path, synthetic, tmp_path, monkeypatch):
         assert not root.is_absolute() and ds_cfg.data_root in DATA_README, ds_cfg.data_root
         assert ann.name in DATA_README, ann.name
         if not ann.exists():  # val and test may share a split
-            _standin(synthetic, root / ds_cfg.data_prefix['img'], ann, classes,
+            standin(tiny_data, root / ds_cfg.data_prefix['img'], ann, classes,
                      rename=classes[0] if len(classes) == 1 else None)
         dataset = DATASETS.build(ds_cfg)
         assert dataset.metainfo['classes'] == classes
-        assert len(dataset) == 3
+        assert len(dataset) == images
         item = dataset[0]  # the config's own pipeline
         assert item['inputs'].dim() == 3
         if split != 'train':  # train crops at random and may drop every instance

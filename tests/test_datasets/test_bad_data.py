@@ -7,22 +7,19 @@ import pytest
 from mmdet.registry import DATASETS
 
 from bipa.datasets import SYNTHETIC_CLASSES, AnnotationError, ImageReadError
-from bipa.datasets.synthetic import generate_synthetic_dataset
-
-
-@pytest.fixture(scope='module')
-def clean(tmp_path_factory):
-    root = tmp_path_factory.mktemp('clean')
-    generate_synthetic_dataset(root, splits=dict(train=4), image_size=(64, 64), seed=2,
-                               progress=False)
-    return root
 
 
 @pytest.fixture
-def data(clean, tmp_path):
+def data(tiny_data, tmp_path):
+    """A copy of the shared data's training split, to break."""
     root = tmp_path / 'data'
-    shutil.copytree(clean, root)
+    shutil.copytree(tiny_data / 'train', root / 'train')
+    shutil.copytree(tiny_data / 'annotations', root / 'annotations')
     return root
+
+
+def num_images(root):
+    return len(json.loads((root / 'annotations' / 'train.json').read_text())['images'])
 
 
 def build(root, pipeline=(), ann='annotations/train.json', test_mode=False):
@@ -89,8 +86,10 @@ def test_defective_instances_are_skipped_and_counted(data, monkeypatch):
 
 def test_images_without_instances_are_filtered_in_training_only(data):
     edit(data, lambda c: c.update(annotations=[a for a in c['annotations'] if a['image_id'] != 1]))
-    assert 1 not in [build(data).get_data_info(i)['img_id'] for i in range(3)]
-    assert len(build(data, test_mode=True)) == 4
+    dataset = build(data)
+    assert len(dataset) == num_images(data) - 1
+    assert 1 not in [dataset.get_data_info(i)['img_id'] for i in range(len(dataset))]
+    assert len(build(data, test_mode=True)) == num_images(data)
 
 
 LOAD = [dict(type='CheckedLoadImageFromFile')]
@@ -160,4 +159,4 @@ def test_no_image_left_after_filtering(data):
     with pytest.raises(AnnotationError, match=r"train\.json: no image left for training after "
                                               r"filter_cfg=\{'filter_empty_gt': True\}"):
         build(data)
-    assert len(build(data, test_mode=True)) == 4  # test mode does not filter
+    assert len(build(data, test_mode=True)) == num_images(data)  # test mode does not filter

@@ -1,15 +1,18 @@
 """The registered underwater COCO datasets build and load their layouts."""
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 from mmdet.registry import DATASETS
 from mmengine.registry import init_default_scope
 
-from bipa.datasets import (SYNTHETIC_CLASSES, SyntheticUnderwaterDataset, UIISDataset,
-                           USIS10KDataset, USIS10KForegroundDataset)
-from bipa.datasets.synthetic import generate_synthetic_dataset
+from bipa.datasets import (
+    SYNTHETIC_CLASSES,
+    SyntheticUnderwaterDataset,
+    UIISDataset,
+    USIS10KDataset,
+    USIS10KForegroundDataset,
+)
+from tests.conftest import standin
 
 PIPELINE = [
     dict(type='LoadImageFromFile'),
@@ -18,31 +21,6 @@ PIPELINE = [
 ]
 UIIS = UIISDataset.METAINFO['classes']
 USIS = USIS10KDataset.METAINFO['classes']
-
-
-@pytest.fixture(scope='module')
-def synthetic(tmp_path_factory):
-    root = tmp_path_factory.mktemp('synthetic_underwater')
-    generate_synthetic_dataset(str(root), splits=dict(train=3),
-                               image_size=(64, 64), seed=0, progress=False)
-    return root
-
-
-def _standin(src: Path, dst_img: Path, dst_json: Path, classes, rename=None):
-    """Copy the synthetic train split into another dataset's layout, with
-    that dataset's categories (ids 1.. in ``classes`` order)."""
-    coco = json.loads((src / 'annotations' / 'train.json').read_text())
-    old = {c['id']: c['name'] for c in coco['categories']}
-    new = {name: i + 1 for i, name in enumerate(classes)}
-    for ann in coco['annotations']:
-        name = old[ann['category_id']]
-        ann['category_id'] = new[rename or name]
-        ann['orig_name'] = name
-    coco['categories'] = [dict(id=i, name=n) for n, i in new.items()]
-    dst_json.parent.mkdir(parents=True, exist_ok=True)
-    dst_json.write_text(json.dumps(coco))
-    shutil.copytree(src / 'train', dst_img)
-    return coco
 
 
 def _check(cfg, coco, classes, rename=None):
@@ -68,19 +46,19 @@ def _check(cfg, coco, classes, rename=None):
     return ds
 
 
-def test_uiis(synthetic, tmp_path):
+def test_uiis(tiny_data, tmp_path):
     root = tmp_path / 'data' / 'UIIS' / 'UDW'
-    coco = _standin(synthetic, root / 'train',
+    coco = standin(tiny_data, root / 'train',
                     root / 'annotations' / 'train.json', UIIS)
     _check(dict(type='UIISDataset', data_root=str(root),
                 ann_file='annotations/train.json',
                 data_prefix=dict(img='train/')), coco, UIIS)
 
 
-def test_usis10k(synthetic, tmp_path):
+def test_usis10k(tiny_data, tmp_path):
     root = tmp_path / 'data' / 'USIS10K'
-    coco = _standin(
-        synthetic, root / 'train', root / 'multi_class_annotations' /
+    coco = standin(
+        tiny_data, root / 'train', root / 'multi_class_annotations' /
         'multi_class_train_annotations.json', USIS)
     _check(dict(type='USIS10KDataset', data_root=str(root),
                 ann_file='multi_class_annotations/'
@@ -88,10 +66,10 @@ def test_usis10k(synthetic, tmp_path):
                 data_prefix=dict(img='train/')), coco, USIS)
 
 
-def test_usis10k_foreground(synthetic, tmp_path):
+def test_usis10k_foreground(tiny_data, tmp_path):
     root = tmp_path / 'data' / 'USIS10K'
-    coco = _standin(
-        synthetic, root / 'train', root / 'foreground_annotations' /
+    coco = standin(
+        tiny_data, root / 'train', root / 'foreground_annotations' /
         'foreground_train_annotations.json', ('foreground', ),
         rename='foreground')
     _check(dict(type='USIS10KForegroundDataset', data_root=str(root),
@@ -101,13 +79,13 @@ def test_usis10k_foreground(synthetic, tmp_path):
            rename='foreground')
 
 
-def test_synthetic(synthetic):
-    coco = json.loads((synthetic / 'annotations' / 'train.json').read_text())
+def test_synthetic(tiny_data):
+    coco = json.loads((tiny_data / 'annotations' / 'train.json').read_text())
     names = {c['id']: c['name'] for c in coco['categories']}
     for ann in coco['annotations']:
         ann['orig_name'] = names[ann['category_id']]
     ds = _check(dict(type='SyntheticUnderwaterDataset',
-                     data_root=str(synthetic),
+                     data_root=str(tiny_data),
                      ann_file='annotations/train.json',
                      data_prefix=dict(img='train/')), coco,
                 SYNTHETIC_CLASSES)
@@ -129,9 +107,9 @@ def test_metainfo_classes():
                    for c in palette)
 
 
-def test_category_order_mismatch_warns(synthetic, tmp_path):
+def test_category_order_mismatch_warns(tiny_data, tmp_path):
     root = tmp_path / 'UDW'
-    _standin(synthetic, root / 'train', root / 'annotations' / 'train.json',
+    standin(tiny_data, root / 'train', root / 'annotations' / 'train.json',
              tuple(reversed(UIIS)))
     init_default_scope('mmdet')
     with pytest.warns(UserWarning, match='differs from the classes'):

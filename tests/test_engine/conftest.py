@@ -1,59 +1,36 @@
-import copy
-import functools
 import json
 import shutil
 
 import pytest
-from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
 
 from bipa.datasets.synthetic import generate_synthetic_dataset
-from tests.conftest import ROOT
-
-DEMO_CFG = ROOT / 'configs' / 'bipa_demo_synthetic.py'
+from tests.conftest import tiny_bilevel_cfg
 
 
-@pytest.fixture(scope='session')
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp('synthetic')
-    generate_synthetic_dataset(root, splits=dict(train=10, val=2, test=2), image_size=(64, 64),
-                               seed=1, progress=False)
-    return root
+class RecordPrompt(Hook):
+    """Records rho's group weights and base embedding after every iteration."""
 
+    def __init__(self):
+        self.weights, self.embeddings = [], []
 
-@functools.lru_cache(maxsize=1)
-def _demo_cfg() -> Config:
-    return Config.fromfile(str(DEMO_CFG))
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        prompt = runner.model.dense_prompt
+        self.weights.append(prompt.get_group_weights())
+        self.embeddings.append(prompt.embedding.detach().clone())
 
 
 def make_loop_cfg(data_root, work_dir, **train_cfg):
-    """The demo config on the tiny data, with a very short bilevel schedule and
-    no SAM checkpoint."""
-    cfg = copy.deepcopy(_demo_cfg())
-    root = str(data_root) + '/'
-    cfg.merge_from_dict({
-        'work_dir': str(work_dir),
-        'train_dataloader.batch_size': 2,
-        'train_dataloader.dataset.data_root': root,
-        'model.data_preprocessor.pad_size_divisor': 64,
-        'model.sam_checkpoint': None,  # the loop does not need SAM's weights
-        'default_hooks.logger.interval': 1,
-        'default_hooks.checkpoint.interval': 1000,
-        'default_hooks.visualization.draw': False,
-        'train_cfg.holdout': dict(_delete_=True, count=3, seed=0),
-        'train_cfg.search.batch_size': 2,
-        'log_level': 'WARNING',
-    })
-    cfg.train_cfg.update(T=2, K_a=2, K_b=3, K_c=2, unit='iter')
-    # a rate that changes in both phases, so that resuming must restore it
+    """:func:`tiny_bilevel_cfg` in ``work_dir``, with learning rates that
+    change in both phases (so that resuming must restore them)."""
+    cfg = tiny_bilevel_cfg(data_root)
+    cfg.merge_from_dict({'work_dir': str(work_dir), 'log_level': 'WARNING'})
     cfg.param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[3],
                                 gamma=0.5)]
     cfg.train_cfg.finetune = dict(lr=1e-3, param_scheduler=[
         dict(type='MultiStepLR', by_epoch=False, milestones=[1], gamma=0.5)])
     cfg.train_cfg.update(train_cfg)
-    for split in ('val', 'test'):
-        cfg[f'{split}_dataloader'].dataset.data_root = root
-        cfg[f'{split}_evaluator'].ann_file = root + f'annotations/{split}.json'
-    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     return cfg
 
 
@@ -66,10 +43,11 @@ def loop_cfg(tiny_data, tmp_path):
 
 @pytest.fixture(scope='module')
 def reference_run(tiny_data, tmp_path_factory):
-    """One uninterrupted run of the default ``loop_cfg()``, shared by the
-    resume tests of a module."""
-    from mmengine.runner import Runner
+    """One uninterrupted run of the default ``loop_cfg()``, shared by the tests
+    of a module; ``runner.prompt_record`` holds rho after every iteration."""
     runner = Runner.from_cfg(make_loop_cfg(tiny_data, tmp_path_factory.mktemp('ref')))
+    runner.prompt_record = RecordPrompt()
+    runner.register_hook(runner.prompt_record)
     runner.train()
     return runner
 

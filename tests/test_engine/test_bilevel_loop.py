@@ -10,18 +10,7 @@ from mmengine.runner import Runner
 from optuna.trial import TrialState
 
 from bipa.engine import BilevelLoop, PromptSearch
-
-
-class RecordPrompt(Hook):
-    """Records rho's group weights and base embedding after every iteration."""
-
-    def __init__(self):
-        self.weights, self.embeddings = [], []
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        prompt = runner.model.dense_prompt
-        self.weights.append(prompt.get_group_weights())
-        self.embeddings.append(prompt.embedding.detach().clone())
+from tests.test_engine.conftest import RecordPrompt
 
 
 def run(cfg, hook=None):
@@ -42,9 +31,9 @@ def finished(study):
     return study.get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))
 
 
-def test_full_bilevel_run(loop_cfg, tmp_path):
-    hook = RecordPrompt()
-    runner = run(loop_cfg(), hook)
+def test_full_bilevel_run(reference_run):
+    runner = reference_run
+    hook = runner.prompt_record
     loop = runner.train_loop
     assert isinstance(loop, BilevelLoop) and loop.rounds_done == 2
     assert runner.iter == 2 * 2 + 2
@@ -183,39 +172,6 @@ def test_resume_mid_search_loses_and_repeats_no_trial(loop_cfg, tmp_path, monkey
     for (name, a), b in zip(reference.model.state_dict().items(),
                             resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
-
-
-def test_search_report(tmp_path, capsys):
-    """Two rounds of PromptSearch on a cheap function, with one failed trial,
-    reported by tools/analysis/search_report.py."""
-    from tests.conftest import load_tool
-    db = tmp_path / 'prompt_search.db'
-    search = PromptSearch(storage=f'sqlite:///{db}', study_name='prompt_search', num_groups=2,
-                          interval=(1.0, 3.0), seed=0)
-
-    def f(w):
-        if w == [3.0, 3.0]:
-            raise RuntimeError('simulated out of memory')
-        return (w[0] - 2.0) ** 2 + (w[1] - 1.5) ** 2
-
-    best1, _ = search.run_round(1, 4, f, warm_start=[[1.0, 1.0], [3.0, 3.0]])
-    search.run_round(2, 3, f, warm_start=[best1])
-    report = load_tool('analysis/search_report')
-    png = tmp_path / 'history.png'
-    rounds = report.main([str(db), '--out', str(png)])
-    out = capsys.readouterr().out.splitlines()
-    assert sorted(rounds) == [1, 2]
-    assert 'round 1 (prompt_search-round1): 4 trials' in out
-    assert 'round 2 (prompt_search-round2): 3 trials' in out
-    failed = [line for line in out if 'FAIL' in line]
-    assert len(failed) == 1 and 'simulated out of memory' in failed[0]
-    assert ' w=[3.000 3.000]' in failed[0]
-    best = [line for line in out[:5] if line.startswith(' *')]
-    best_value = min(t.value for t in rounds[1].trials if t.value is not None)
-    assert len(best) == 1 and f'{best_value:.6f}' in best[0]
-    assert png.stat().st_size > 1000
-    with pytest.raises(FileNotFoundError, match='nope.db'):
-        report.main([str(tmp_path / 'nope.db')])
 
 
 class KillAt(Hook):

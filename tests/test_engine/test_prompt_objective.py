@@ -150,4 +150,6 @@ def test_gt_at_another_scale_stops_the_run_at_the_first_search(loop_cfg, mixed_s
     with pytest.raises(ConfigError, match=r'train_cfg\.search\.pipeline.*not at the model '
                                           r'input scale'):
         runner.train()
-    assert runner.iter == 2  # stopped at the first search, after K_a iterations
+    # stopped at the first search, in the after_train_iter hooks of the K_a-th
+    # (2nd) iteration, before mmengine counts that iteration as done
+    assert runner.iter == 1

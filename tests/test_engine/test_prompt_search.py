@@ -175,20 +175,15 @@ def nth_param_of_trial(number, k):
     return when
 
 
+# kills while Optuna writes a trial's parameters: (which trial, its number,
+# parameters written before the kill)
+SUGGEST_KILLS = [('an enqueued', 0, 0), ('an enqueued', 1, 5), ('a sampled', 3, 0),
+                 ('a sampled', 3, 1), ('a sampled', 4, 13), ('a sampled', 2, 15)]
 KILLS = {
     'before ask (trial 3)': (optuna.Study, 'ask', at_trial(3)),
-    'after 0 params of an enqueued trial': (optuna.trial.Trial, '_suggest',
-                                            nth_param_of_trial(0, 0)),
-    'after 5 params of an enqueued trial': (optuna.trial.Trial, '_suggest',
-                                            nth_param_of_trial(1, 5)),
-    'after 0 params of a sampled trial': (optuna.trial.Trial, '_suggest',
-                                          nth_param_of_trial(3, 0)),
-    'after 1 param of a sampled trial': (optuna.trial.Trial, '_suggest',
-                                         nth_param_of_trial(3, 1)),
-    'after 13 params of a sampled trial': (optuna.trial.Trial, '_suggest',
-                                           nth_param_of_trial(4, 13)),
-    'after 15 params of a sampled trial': (optuna.trial.Trial, '_suggest',
-                                           nth_param_of_trial(2, 15)),
+    **{f'after {k} param{"" if k == 1 else "s"} of {kind} trial':
+       (optuna.trial.Trial, '_suggest', nth_param_of_trial(number, k))
+       for kind, number, k in SUGGEST_KILLS},
     'before tell (trial 2)': (optuna.Study, 'tell', at_trial(2)),
 }
 

@@ -6,10 +6,10 @@ import subprocess
 import sys
 import textwrap
 
-import optuna
 import torch
 from optuna.trial import TrialState
 
+from bipa.apis import load_rounds
 from tests.conftest import ROOT
 
 
@@ -32,17 +32,15 @@ def test_two_cpu_processes_train_the_same_model(e2e_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     # only rank 0 searched: exactly K_b trials per round
-    storage = 'sqlite:///' + osp.join(work_dir, 'prompt_search.db')
-    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
-    assert names == ['prompt_search-round1', 'prompt_search-round2']
-    for name in names:
-        study = optuna.load_study(study_name=name, storage=storage)
+    rounds = load_rounds(osp.join(work_dir, 'prompt_search.db'))
+    assert list(rounds) == [1, 2]
+    for study in rounds.values():
         assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
 
     # both ranks end with the same rho, weights and batch-norm statistics
     rank0, rank1 = (torch.load(osp.join(work_dir, f'rank{r}.pth'), weights_only=True)
                     for r in (0, 1))
-    best = optuna.load_study(study_name=names[-1], storage=storage).best_params
+    best = rounds[2].best_params
     torch.testing.assert_close(rank0['roi_head.mask_head.dense_prompt.group_weights'],
                                torch.tensor([best[f'w{g:02d}'] for g in range(16)]))
     trained_bn = 'local_backbone.bn1.running_mean'  # the demo trains its local ResNet

@@ -1,17 +1,19 @@
 """End to end through tools/train.py: a run SIGKILLed mid-search, while Optuna
 writes a trial's parameters, resumes with --resume to the same trials, rho and
 weights as an uninterrupted run."""
+import os
 import os.path as osp
 import subprocess
 import sys
 import textwrap
 
-import optuna
 import pytest
 import torch
 
+from bipa.apis import load_rounds
 from bipa.utils import lock_work_dir
-from tests.conftest import ROOT
+from bipa.utils.cli import run_cli
+from tests.conftest import ROOT, load_tool
 
 KILLER = textwrap.dedent('''
     import os, runpy, signal, sys
@@ -38,14 +40,12 @@ def config(e2e_data):
 def train(*args, script=None):
     cmd = [sys.executable] + (['-c', script] if script else ['tools/train.py'])
     return subprocess.run(cmd + list(args), cwd=ROOT, capture_output=True, text=True,
-                          env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
+                          env={**os.environ, 'OMP_NUM_THREADS': '1'})
 
 
 def trials(work_dir):
-    storage = 'sqlite:///' + osp.join(work_dir, 'prompt_search.db')
-    return {s.study_name: [(t.state.name, t.params, t.value) for t in
-                           optuna.load_study(study_name=s.study_name, storage=storage).trials]
-            for s in optuna.get_all_study_summaries(storage)}
+    return {study.study_name: [(t.state.name, t.params, t.value) for t in study.trials]
+            for study in load_rounds(osp.join(work_dir, 'prompt_search.db')).values()}
 
 
 def final(work_dir):
@@ -82,12 +82,15 @@ def test_sigkill_mid_search_then_resume(config, tmp_path):
         assert torch.equal(a[name], b[name]), name
 
 
-def test_second_run_on_a_busy_work_dir_is_refused(config, tmp_path):
+def test_second_run_on_a_busy_work_dir_is_refused(config, tmp_path, capsys):
+    """In-process: the work dir lock is a flock, which a second open file
+    description of the same process cannot take either (another process is
+    refused the same way: tests/test_utils/test_work_dir_lock.py)."""
     work_dir = str(tmp_path / 'busy')
     handle = lock_work_dir(work_dir)
     try:
-        proc = train(config, '--work-dir', work_dir)
+        code = run_cli(load_tool('train').main, [config, '--work-dir', work_dir])
     finally:
         handle.close()
-    assert proc.returncode != 0
-    assert f'work dir {work_dir} is in use by another run (pid' in proc.stderr
+    assert code == 2
+    assert f'error: work dir {work_dir} is in use by another run (pid' in capsys.readouterr().err

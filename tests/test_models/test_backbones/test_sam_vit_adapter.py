@@ -1,7 +1,8 @@
+from functools import partial
+
 import pytest
 import torch
 from segment_anything.modeling import ImageEncoderViT
-from functools import partial
 
 from bipa.models.backbones import SAMViTAdapter
 
@@ -15,19 +16,46 @@ def randomize(encoder):
         torch.nn.init.normal_(p, std=0.2 if 'rel_pos' in name else 0.05)
 
 
-def test_shapes_and_default_indices():
-    model = SAMViTAdapter(TINY)
-    assert model.adapter_indices == (1, 3)  # every second block from depth // 4
-    assert model.out_indices == (1, 3)  # SAM's global-attention blocks
-    emb, hidden = model(torch.randn(2, 3, 64, 64))
+def global_blocks(model):
+    """Indices of the blocks the encoder built with global attention."""
+    return [i for i, block in enumerate(model.encoder.blocks) if block.window_size == 0]
+
+
+def test_default_outputs_are_the_global_attention_blocks():
+    """The hidden states are the outputs of the blocks the encoder built with
+    global attention (SAM's own blocks, run here without adapters), NCHW."""
+    assert SAMViTAdapter(TINY).adapter_indices == (1, 3)  # every second block from depth // 4
+    model = SAMViTAdapter(TINY, adapter_indices=())
+    assert global_blocks(model) == [1, 3]  # what TINY's global_attn_indexes asks
+    randomize(model.encoder)
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        emb, hidden = model(image)
+        x = model.encoder.patch_embed(image) + model.encoder.pos_embed
+        outputs = []
+        for block in model.encoder.blocks:  # segment_anything's Block.forward
+            x = block(x)
+            outputs.append(x.permute(0, 3, 1, 2))
     assert emb.shape == (2, 16, 4, 4)
-    assert [h.shape for h in hidden] == [(2, 32, 4, 4)] * 2
+    assert len(hidden) == 2 and all(h.shape == (2, 32, 4, 4) for h in hidden)
+    for h, i in zip(hidden, (1, 3)):
+        torch.testing.assert_close(h, outputs[i], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(outputs[0], outputs[1], atol=1e-2)  # the blocks differ
 
 
 def test_vit_h_defaults_are_the_papers():
-    arch = SAMViTAdapter.resolve_arch('vit_h')
-    assert arch['depth'] == 32 and arch['embed_dim'] == 1280
-    assert tuple(range(arch['depth'] // 4, arch['depth'], 2)) == tuple(range(8, 31, 2))
+    """ViT-H's block layout (with a 16-d width, to build in a test): global
+    attention at the paper's blocks 8/16/24/32 (1-based), which are the
+    outputs, and the 12 adapted blocks 8, 10, ..., 30 (0-based)."""
+    vit_h = SAMViTAdapter.resolve_arch('vit_h')
+    assert (vit_h['depth'], vit_h['embed_dim'], vit_h['num_heads']) == (32, 1280, 16)
+    model = SAMViTAdapter({**vit_h, 'embed_dim': 16, 'num_heads': 1, 'img_size': 64,
+                           'out_chans': 8})
+    assert global_blocks(model) == [7, 15, 23, 31]
+    assert model.out_indices == (7, 15, 23, 31)
+    adapted = (8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+    assert model.adapter_indices == adapted
+    assert sorted(int(i) for i in model.adapters) == list(adapted)
 
 
 def test_equals_segment_anything_without_adapters():

@@ -14,12 +14,31 @@ def test_group_weights_scale_channel_groups():
     assert 'group_weights' in prompt.state_dict()
 
 
-@pytest.mark.parametrize('mode,trains', [('frozen', False), ('naive', True), ('bilevel', False)])
-def test_modes_decide_what_trains(mode, trains):
-    prompt = DensePrompt(embed_dim=8, num_groups=2, mode=mode)
-    assert prompt.embedding.requires_grad is trains
-    prompt.train()
-    assert prompt.embedding.requires_grad is trains
+@pytest.mark.parametrize('mode, base, weights, grad', [
+    ('frozen', 'sam', None, None),
+    ('naive', 'sam', None, [1.0, 1.0, 1.0, 1.0]),
+    ('bilevel', 'sam', [2.0, 3.0], None),
+    ('bilevel', 'learned', [2.0, 3.0], [2.0, 2.0, 3.0, 3.0]),
+], ids=['frozen', 'naive', 'bilevel', 'bilevel-learned'])
+def test_modes_decide_what_trains(mode, base, weights, grad):
+    """Only 'naive' and a 'learned' base train e, by the gradient of rho = e * w
+    (w repeated over each group's channels); w itself never trains."""
+    prompt = DensePrompt(embed_dim=4, num_groups=2, mode=mode, base=base)
+    if weights is not None:
+        prompt.set_group_weights(weights)
+    prompt.embedding.data = torch.tensor([1.0, -2.0, 3.0, 0.5])
+    trainable = [name for name, p in prompt.named_parameters() if p.requires_grad]
+    assert trainable == (['embedding'] if grad else [])
+    rho = prompt()
+    w = weights or [1.0, 1.0]
+    torch.testing.assert_close(rho, torch.tensor([1.0 * w[0], -2.0 * w[0], 3.0 * w[1],
+                                                  0.5 * w[1]]))
+    assert rho.requires_grad is bool(grad)
+    if grad:
+        rho.sum().backward()
+        torch.testing.assert_close(prompt.embedding.grad, torch.tensor(grad))
+        prompt.freeze()  # rho* for fine-tuning
+        assert not prompt.embedding.requires_grad and not prompt().requires_grad
 
 
 def test_set_group_weights_is_checked():

@@ -1,10 +1,12 @@
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from mmcv.ops import roi_align
 from mmdet.registry import MODELS
 
 from bipa.models.prompted_features import PromptedFeatures
+from tests.conftest import sampling_result
 
 ROIS = torch.tensor([[0, 10., 12., 50., 44.], [1, 20., 30., 60., 90.], [1, 3., 3., 20., 11.]])
 
@@ -44,3 +46,37 @@ def test_add_positional_encoding_keeps_image_embeddings(tiny_model_cfg, demo_bat
     assert isinstance(levels, PromptedFeatures)
     assert levels.image_embeddings is feats.image_embeddings
     assert len(levels) == len(feats)
+
+
+@pytest.mark.parametrize('num_items, gt_inds', [
+    ((3, 1), ([3, 0, 3, 3, 2], [0, 1, 1])),
+    ((1, 2), ([1, 1], [2, 0, 2])),
+], ids=['3 GTs, then 1', '1 GT, then 2'])
+def test_mask_loss_compares_each_roi_with_its_assigned_gt(tiny_model_cfg, demo_batch,
+                                                          num_items, gt_inds):
+    """The mask branch's loss is the BCE of positive i's mask against the full
+    mask of the GT it is assigned to (``pos_assigned_gt_inds``)."""
+    model = MODELS.build(tiny_model_cfg())
+    model.eval()
+    with torch.no_grad():  # logits far from 0 that differ from RoI to RoI
+        model.roi_head.mask_head.mask_decoder.output_hypernetworks_mlps[0] \
+            .layers[-1].weight.mul_(30)
+    data = model.data_preprocessor(demo_batch(num_items=num_items), True)
+    samples = data['data_samples']
+    gts = [s.gt_instances for s in samples]
+    sampling = [sampling_result(gt.bboxes, inds) for gt, inds in zip(gts, gt_inds)]
+    with torch.no_grad():
+        x = model.roi_head.add_positional_encoding(model.extract_feat(data['inputs']), samples)
+        out = model.roi_head.mask_loss(x, sampling, None, gts)
+
+    def loss_against(targets):
+        logits = model.roi_head.mask_head.upsample(out['mask_preds'], targets.shape[-2:])
+        return F.binary_cross_entropy_with_logits(logits, targets)
+
+    masks = [gt.masks.to_tensor(torch.float32, 'cpu') for gt in gts]
+    assert all(m.shape[-2:] == data['inputs'].shape[-2:] for m in masks)  # padded GT
+    assigned = torch.cat([m[[i - 1 for i in inds if i]] for m, inds in zip(masks, gt_inds)])
+    loss = out['loss_mask']['loss_mask']
+    torch.testing.assert_close(loss, loss_against(assigned))
+    first = torch.cat([m[[0] * (len(inds) - inds.count(0))] for m, inds in zip(masks, gt_inds)])
+    assert not torch.allclose(loss, loss_against(first), rtol=1e-3)  # GT 0 for every RoI
