@@ -76,3 +76,15 @@ def test_uiis_val_split_is_its_test_split_and_refused():
     assert cfg.train_cfg.holdout == dict(fraction=0.1, seed=0)
     with pytest.raises(ValueError, match='that is the test split'):
         BilevelLoop._split_dataset(SimpleNamespace(cfg=cfg), 'val_dataloader')
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: str(p.relative_to(ROOT / 'configs')))
+def test_detector_classes_match_the_dataset(path):
+    """bbox_head.num_classes is set once per dataset family (the ViT-H base, or
+    the leaf of another dataset) and must equal its train dataset's classes."""
+    cfg = Config.fromfile(str(path))
+    head = cfg.model.get('roi_head', {}).get('bbox_head')
+    if head is None:  # BoxPromptedSAM: class-agnostic masks for given boxes
+        return
+    dataset = DATASETS.get(cfg.train_dataloader.dataset.type)
+    assert head.num_classes == len(dataset.METAINFO['classes'])
