@@ -38,8 +38,9 @@ CLASS_COLOURS = {
 }
 
 
-def _palette(classes):
-    return [CLASS_COLOURS[c] for c in classes]
+def _metainfo(*classes: str) -> dict:
+    """A dataset's ``METAINFO``: its classes, each with its fixed colour."""
+    return dict(classes=classes, palette=[CLASS_COLOURS[c] for c in classes])
 
 
 class AnnotationError(ValueError):
@@ -218,9 +219,8 @@ class UIISDataset(_UnderwaterCocoDataset):
     Layout: ``data/UIIS/UDW/annotations/{train,val}.json`` with images in
     ``data/UIIS/UDW/{train,val}/``.
     """
-    _CLASSES = ('fish', 'reefs', 'aquatic plants', 'wrecks/ruins',
-                'human divers', 'robots', 'sea-floor')
-    METAINFO = dict(classes=_CLASSES, palette=_palette(_CLASSES))
+    METAINFO = _metainfo('fish', 'reefs', 'aquatic plants', 'wrecks/ruins', 'human divers',
+                         'robots', 'sea-floor')
 
 
 @DATASETS.register_module()
@@ -231,9 +231,8 @@ class USIS10KDataset(_UnderwaterCocoDataset):
     multi_class_{train,val,test}_annotations.json`` with images in
     ``data/USIS10K/{train,val,test}/``.
     """
-    _CLASSES = ('wrecks/ruins', 'fish', 'reefs', 'aquatic plants',
-                'human divers', 'robots', 'sea-floor')
-    METAINFO = dict(classes=_CLASSES, palette=_palette(_CLASSES))
+    METAINFO = _metainfo('wrecks/ruins', 'fish', 'reefs', 'aquatic plants', 'human divers',
+                         'robots', 'sea-floor')
 
 
 @DATASETS.register_module()
@@ -244,8 +243,7 @@ class USIS10KForegroundDataset(_UnderwaterCocoDataset):
     foreground_{train,val,test}_annotations.json`` with images in
     ``data/USIS10K/{train,val,test}/``.
     """
-    _CLASSES = ('foreground', )
-    METAINFO = dict(classes=_CLASSES, palette=_palette(_CLASSES))
+    METAINFO = _metainfo('foreground')
 
 
 @DATASETS.register_module()
@@ -256,5 +254,4 @@ class SyntheticUnderwaterDataset(_UnderwaterCocoDataset):
     ``{root}/{split}/`` (``data_prefix=dict(img='{split}/')``); generate it
     with ``tools/dataset_converters/generate_synthetic.py``.
     """
-    _CLASSES = SYNTHETIC_CLASSES
-    METAINFO = dict(classes=_CLASSES, palette=_palette(_CLASSES))
+    METAINFO = _metainfo(*SYNTHETIC_CLASSES)
