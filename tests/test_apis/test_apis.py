@@ -3,11 +3,16 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 
-from bipa.apis import (check_same_scenes, draw_instances, format_domain_gap, measure_domain_gap,
-                       use_data_root)
+from bipa.apis import (
+    check_same_scenes,
+    draw_instances,
+    format_domain_gap,
+    measure_domain_gap,
+    use_data_root,
+)
 from bipa.datasets import AnnotationError
-from bipa.datasets.underwater import CLASS_COLOURS
 from bipa.datasets.synthetic import generate_synthetic_dataset
+from bipa.datasets.underwater import CLASS_COLOURS
 from tests.conftest import ROOT
 
 SAM_CONFIG = str(ROOT / 'configs' / 'sam_vit-tiny_inair.py')

@@ -8,10 +8,9 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from tests.conftest import load_tool
-
 from bipa.datasets import SYNTHETIC_CLASSES
 from bipa.datasets.synthetic import generate_synthetic_dataset, render_synthetic_image
+from tests.conftest import load_tool
 
 SPLITS = dict(train=4, val=2)
 SIZE = (64, 64)

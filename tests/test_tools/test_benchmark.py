@@ -1,18 +1,22 @@
-"""tools/analysis/benchmark.py on CPU (tiny models) and gpu_check.sh's syntax."""
+"""tools/analysis/gpu_check.sh and benchmark.py on CPU: one run of the script
+on the tiny demo config (through a broken ``transformers`` package, as on the
+GPU machine), its outputs and exit status, and the benchmark's command line.
+What the benchmark measures: tests/test_apis/test_benchmark_api.py."""
 import json
-import math
-import shutil
+import os
 import subprocess
+import sys
+import tarfile
 
 import pytest
-import torch
 
-from tests.conftest import ROOT as REPO, load_tool
+from tests.conftest import ROOT, load_tool
 
-DEMO = str(REPO / 'configs' / 'bipa_demo_synthetic.py')
-FAST = ['--device', 'cpu', '--steps', '1', '--warmup', '1', '--batch-size', '1',
-        '--trials', '2', '--search-batches', '2', '--search-repeats', '1']
-PARTS = ('encoder_fwd_bwd', 'resnet_fwd', 'sam_decoder_fwd_bwd')
+SCRIPT = ROOT / 'tools' / 'analysis' / 'gpu_check.sh'
+DEMO = 'configs/bipa_demo_synthetic.py'
+FAST = ('--steps 1 --warmup 1 --breakdown-steps 2 --trials 1 --search-batches 1 '
+        '--search-repeats 1 --predict 96 128 --threads 1 --max-step-over-floor 100 --input-size 64')
+BROKEN_TRANSFORMERS = "raise RuntimeError('transformers 5.x: incompatible torch')\n"
 
 
 @pytest.fixture(scope='module')
@@ -20,111 +24,102 @@ def benchmark():
     return load_tool('analysis/benchmark')
 
 
-def _positive(x):
-    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+@pytest.fixture(scope='module')
+def broken_transformers(tmp_path_factory):
+    """A directory for PYTHONPATH whose ``transformers`` raises RuntimeError on
+    import (not ImportError, which mmdet and mmengine would catch)."""
+    root = tmp_path_factory.mktemp('site')
+    (root / 'transformers').mkdir()
+    (root / 'transformers' / '__init__.py').write_text(BROKEN_TRANSFORMERS)
+    return root
 
 
-def _check_phase(phase):
-    assert _positive(phase['median_s'])
-    assert all(_positive(t) for t in phase['times_s'])
-    assert _positive(phase['peak_mem_mib'])
+def run_gpu_check(out_dir, pythonpath, **env) -> subprocess.CompletedProcess:
+    """The script on CPU, without a wheel install, writing to ``out_dir``."""
+    out_dir.mkdir()
+    env = dict(os.environ, OUT=str(out_dir), PYTHONPATH=str(pythonpath), OMP_NUM_THREADS='1',
+               PATH=f'{os.path.dirname(sys.executable)}:{os.environ["PATH"]}',
+               GPU_CHECK_DEVICE='cpu', **dict(dict(GPU_CHECK_CONFIG=DEMO), **env))
+    return subprocess.run(['bash', str(SCRIPT), 'none'], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
 
 
-def _check_results(r, batch_size=1):
-    assert r['batch_size'] == batch_size
-    for key in ('params_total', 'params_trainable', 'input_size'):
-        assert _positive(r[key]), key
-    assert r['params_trainable'] < r['params_total']
-    for key in ('train', 'test'):
-        _check_phase(r[key])
-        assert _positive(r[key]['images_per_s'])
-    assert math.isfinite(r['train']['loss'])
-
-    parts = r['parts']
-    for key in (*PARTS, 'mask_targets'):
-        _check_phase(parts[key])
-    assert len(parts['positives_per_image']) == batch_size
-    assert all(_positive(n) for n in parts['positives_per_image'])
-    assert max(parts['positives_per_image']) <= parts['positives_upper_bound']
-    assert parts['positives_source'].startswith('sampler')
-    assert parts['floor_s'] == pytest.approx(sum(parts[k]['median_s'] for k in PARTS))
-    assert parts['step_over_floor'] == pytest.approx(r['train']['median_s'] / parts['floor_s'])
-
-    search = r['search']
-    assert search['num_images'] == 2 * batch_size
-    for key in ('prepare', 'trial', 'val_pass'):
-        _check_phase(search[key])
-    assert len(search['trial']['times_s']) == 2
-    assert _positive(search['trial']['f'])  # mean BCE
-    assert search['trial_over_val'] == pytest.approx(
-        search['trial']['median_s'] / search['val_pass']['median_s'])
+@pytest.fixture(scope='module')
+def cpu_run(tmp_path_factory, broken_transformers):
+    out = tmp_path_factory.mktemp('gpu_check') / 'out'
+    proc = run_gpu_check(out, broken_transformers, GPU_CHECK_PYTEST_MARK='not cuda',
+                         GPU_CHECK_STAGES='tests bench', GPU_CHECK_BENCH_ARGS=FAST)
+    logs = out.parent / 'logs'
+    if (out / 'gpu_check.tar.gz').exists():
+        with tarfile.open(out / 'gpu_check.tar.gz') as tar:
+            tar.extractall(logs, filter='data')
+    return proc, out, logs / 'gpu_check'
 
 
-def test_benchmark_demo_config(benchmark, tmp_path, capsys):
-    out = tmp_path / 'bench.json'
-    r = benchmark.main([DEMO, *FAST, '--search', '--parts', '--json', str(out)])
-    _check_results(r)
-    assert r['input_size'] == 128  # the demo's pad_size_divisor
-    assert r['model_input_shape'] == [1, 3, 128, 128]
-    assert r['train_amp'] == 'fp32' and r['amp_note'] == ''
-    assert r['grad_mode'] == 'residual'
-    assert 'cpu peak RSS' in r['mem_kind']
-    assert json.loads(out.read_text()) == json.loads(json.dumps(r))
-    table = capsys.readouterr().out
-    for label in ('train step', 'test step', 'encoder_fwd_bwd', 'floor (sum)', 'step / floor',
-                  'search trial', 'validation pass', 'trial / val pass', 'params'):
-        assert label in table
+@pytest.fixture(scope='module')
+def results(cpu_run):
+    return json.loads((cpu_run[2] / 'bench.json').read_text())
 
 
-def test_benchmark_tiny_vit_variant(benchmark):
-    """Exact gradients through a checkpointed tiny ViT at another input size,
-    with the paper's bf16 AmpOptimWrapper, which falls back to fp32 on CPU."""
-    r = benchmark.main([
-        DEMO, *FAST, '--search', '--parts', '--input-size', '64', '--instances', '3',
-        '--cfg-options', 'model.backbone.grad_mode=checkpoint',
-        'model.backbone.adapter_indices=[0,2]', 'optim_wrapper.type=AmpOptimWrapper',
-        'optim_wrapper.dtype=bfloat16'])
-    _check_results(r)
-    assert r['input_size'] == 64 and r['instances'] == 3
-    assert r['model_input_shape'] == [1, 3, 64, 64]
-    assert r['grad_mode'] == 'checkpoint'
-    assert r['train_amp'] == 'fp32'
-    assert 'AmpOptimWrapper' in r['amp_note'] and 'fell back to fp32' in r['amp_note']
-
-
-def test_make_batch(benchmark):
-    batch = benchmark.make_batch(2, 128, num_instances=4, num_classes=3, seed=1,
-                                 img_shape=(96, 128), ori_shape=(192, 256))
-    assert len(batch['inputs']) == 2
-    for image, sample in zip(batch['inputs'], batch['data_samples']):
-        assert image.dtype == torch.uint8 and image.shape == (3, 96, 128)
-        meta = sample.metainfo
-        assert meta['img_shape'] == (96, 128) and meta['ori_shape'] == (192, 256)
-        assert meta['batch_input_shape'] == (128, 128) and meta['pad_shape'] == (128, 128)
-        assert meta['scale_factor'] == (0.5, 0.5)
-        gt = sample.gt_instances
-        assert gt.bboxes.shape == (4, 4) and gt.labels.max() < 3
-        masks = torch.from_numpy(gt.masks.masks).bool()
-        assert masks.shape == (4, 96, 128) and masks.flatten(1).any(1).all()
-        for mask, (x1, y1, x2, y2) in zip(masks, gt.bboxes.tolist()):
-            ys, xs = torch.nonzero(mask, as_tuple=True)
-            assert xs.min() >= math.floor(x1) and xs.max() <= math.ceil(x2)
-            assert ys.min() >= math.floor(y1) and ys.max() <= math.ceil(y2)
-
-
-def test_strip_weights(benchmark):
-    from mmengine.config import Config
-    cfg = Config.fromfile(str(REPO / 'configs' / 'bipa_uiis.py'))
-    dropped = benchmark.strip_weights(cfg.model)
-    assert cfg.model.sam_checkpoint is None
-    assert cfg.model.local_backbone.init_cfg is None
-    assert len(dropped) == 2
-    assert benchmark.input_size_of(cfg, None) == 1024
-    assert benchmark.batch_size_of(cfg, None) == 2
-
-
-@pytest.mark.skipif(shutil.which('bash') is None, reason='no bash')
 def test_gpu_check_script_syntax():
-    script = REPO / 'tools' / 'analysis' / 'gpu_check.sh'
-    proc = subprocess.run(['bash', '-n', str(script)], capture_output=True, text=True)
+    proc = subprocess.run(['bash', '-n', str(SCRIPT)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_broken_transformers_breaks_mmengine_without_the_stub(broken_transformers):
+    """The simulation bites: what the script must guard against."""
+    proc = subprocess.run([sys.executable, '-c', 'import mmengine.optim'], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=str(broken_transformers)))
+    assert proc.returncode != 0 and 'RuntimeError: transformers 5.x' in proc.stderr
+
+
+def test_gpu_check_on_cpu_passes_and_writes_two_files(cpu_run):
+    proc, out, logs = cpu_run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ['gpu_check.tar.gz', 'summary.txt']
+    assert {'bench.json', 'bench.log', 'pytest.xml', 'tests.log',
+            'summary.txt'} <= {p.name for p in logs.iterdir()}
+    summary = (out / 'summary.txt').read_text()
+    assert summary == (logs / 'summary.txt').read_text()
+    assert summary.rstrip().endswith('RESULT: OK') and '\nFAIL' not in summary
+    for line in ('tests    OK', 'bench    OK', 'PASS  mmcv ops', 'PASS  tiny BiPA on cpu',
+                 'PASS  peak RSS at batch 2', 'PASS  train step <= 100 x floor at batch 2',
+                 'PASS  batch 1 ran', 'PASS  predict gives masks at the original size 96x128',
+                 'train step by module', 'step / floor', 'trial / val pass'):
+        assert line in summary, line
+
+
+def test_gpu_check_fails_when_a_stage_fails(tmp_path, broken_transformers):
+    proc = run_gpu_check(tmp_path / 'out', broken_transformers,
+                         GPU_CHECK_CONFIG='configs/no_such_config.py', GPU_CHECK_STAGES='bench')
+    assert proc.returncode == 1
+    assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == ['gpu_check.tar.gz',
+                                                                    'summary.txt']
+    summary = (tmp_path / 'out' / 'summary.txt').read_text()
+    assert 'bench    FAILED (exit 1)' in summary
+    assert 'FAIL  benchmark: no report' in summary and 'RESULT: FAILED' in summary
+
+
+def test_cli_json_has_every_phase_of_both_runs(results):
+    """The command line's options reach the run (details: tests/test_apis/test_benchmark_api.py)."""
+    assert results['batch_sizes'] == [2, 1] and results['train_amp'] == 'fp32'
+    assert results['config'] == DEMO and results['grad_mode'] == 'residual'
+    assert (results['steps'], results['warmup'], results['instances']) == (1, 1, 8)
+    assert results['input_size'] == 64
+    for run, n in zip(results['runs'], (2, 1)):
+        assert run['batch_size'] == n and run['model_input_shape'] == [n, 3, 64, 64]
+        assert len(run['train']['times_s']) == len(run['test']['times_s']) == 1
+        assert run['parts']['floor_s'] > 0 and run['breakdown']['steps'] == 2
+    search = results['search']
+    assert (search['num_batches'], search['num_images']) == (1, 2)
+    assert len(search['trial']['times_s']) == len(search['val_pass']['times_s']) == 1
+    assert results['predict']['ok'] and results['predict']['ori_shape'] == [96, 128]
+    assert [c['ok'] for c in results['checks']] == [True] * 4
+
+
+def test_cli_arguments(benchmark):
+    args = benchmark.parse_args(['c.py', '--batch-size', '2', '1', '--predict', '9', '8'])
+    assert args.batch_sizes == [2, 1] and args.predict == [9, 8] and args.steps == 10
+    for bad in (['--steps', '0'], ['--warmup', '-1'], ['--breakdown-steps', '0']):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args(['c.py', *bad])

@@ -3,11 +3,11 @@ import pickle
 
 import pytest
 import torch
-from torch import nn
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
+from torch import nn
 
 import bipa  # noqa: F401  (registers the safe globals)
 
