@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import mmengine
 import torch
 from optuna.trial import TrialState
 
@@ -48,3 +49,16 @@ def test_two_cpu_processes_train_the_same_model(e2e_data, tmp_path):
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
+
+    # tools/dist_test.sh: the two ranks test the checkpoint, rank 0 gathers
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    preds = tmp_path / 'preds.pkl'
+    proc = subprocess.run(['bash', 'tools/dist_test.sh', str(cfg), checkpoint, '2',
+                           '--work-dir', str(tmp_path / 'test'), '--out', str(preds)],
+                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=150)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = mmengine.load(preds)
+    test_json = mmengine.load(osp.join(e2e_data['data'], 'annotations', 'test.json'))
+    assert sorted(r['img_id'] for r in results) == sorted(i['id'] for i in test_json['images'])
+    assert all('masks' in r['pred_instances'] for r in results)
