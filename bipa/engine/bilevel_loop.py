@@ -89,6 +89,10 @@ class _ResumingIterator:
         return batch
 
 
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if is_model_wrapper(model) else model
+
+
 @LOOPS.register_module()
 class BilevelLoop(IterBasedTrainLoop):
     """Alternate lower-level training and upper-level prompt search.
@@ -169,6 +173,7 @@ class BilevelLoop(IterBasedTrainLoop):
                               '(a dataloader of the config, e.g. val_dataloader), and a '
                               'dataloader config')
         self.val_dataset_cfg: Optional[dict] = None
+        self.val_dataset = None  # D_val, built on rank 0 (the only one that searches)
         if isinstance(dataloader, dict) and (holdout is not None or val_split is not None):
             dataloader = self._split(runner, dataloader, holdout, val_split)
         train_dataset = dataloader['dataset'] if isinstance(dataloader, dict) else None
@@ -231,6 +236,8 @@ class BilevelLoop(IterBasedTrainLoop):
             infos = (dataset.get_data_info(i) for i in range(len(dataset)))
             return [info.get('img_id', info.get('img_path')) for info in infos]
 
+        if not is_main_process():  # rank 0 searches, logs and writes splits.json
+            return
         splits = dict(D_tr=dict(dataset=described(train_dataset or self.dataloader.dataset),
                                 image_ids=image_ids(self.dataloader.dataset)))
         lines = [f'D_tr: {splits["D_tr"]["dataset"]}, {len(self.dataloader.dataset)} images']
@@ -244,11 +251,10 @@ class BilevelLoop(IterBasedTrainLoop):
             pipeline = [t.get('type') for t in self.val_pipeline]
             lines.append(f'D_val: {splits["D_val"]["dataset"]}, {len(self.val_dataset)} images, '
                          f'pipeline {pipeline}')
-        if is_main_process():
-            path = osp.join(self.runner.log_dir, 'splits.json')
-            with open(path, 'w') as f:
-                json.dump(splits, f, indent=1, default=str)
-            lines.append(f'image ids of both: {path}')
+        path = osp.join(self.runner.log_dir, 'splits.json')
+        with open(path, 'w') as f:
+            json.dump(splits, f, indent=1, default=str)
+        lines.append(f'image ids of both: {path}')
         self.runner.logger.info('BilevelLoop splits:\n  ' + '\n  '.join(lines))
 
     @staticmethod
@@ -354,14 +360,13 @@ class BilevelLoop(IterBasedTrainLoop):
 
     @property
     def detector(self):
-        model = self.runner.model
-        return model.module if is_model_wrapper(model) else model
+        return _unwrap(self.runner.model)
 
     @staticmethod
     def _strategy_of(model, strategy: Optional[str]) -> str:
         """The model's dense prompt mode; ``train_cfg.strategy``, when set, must
         name the same."""
-        prompt = getattr(model.module if is_model_wrapper(model) else model, 'dense_prompt', None)
+        prompt = getattr(_unwrap(model), 'dense_prompt', None)
         if prompt is None:
             raise TypeError('BilevelLoop needs a model with a dense prompt (BiPA)')
         if strategy is not None and strategy not in DENSE_PROMPT_MODES:
