@@ -6,9 +6,15 @@ from typing import List, Optional
 from .benchmark import FLOOR_PARTS
 from .step_breakdown import format_breakdown
 
+# the targets of configs/bipa_uiis.py on a GPU, and the run they apply to
+TARGET_BATCH_SIZE = 2
+MAX_PEAK_GB = 20.0
+MAX_STEP_OVER_FLOOR = 1.25
 
-def check_targets(results: dict, *, batch_size: int = 2, max_peak_gb: float = 20.0,
-                  max_step_over_floor: float = 1.25) -> List[dict]:
+
+def check_targets(results: dict, *, batch_size: int = TARGET_BATCH_SIZE,
+                  max_peak_gb: float = MAX_PEAK_GB,
+                  max_step_over_floor: float = MAX_STEP_OVER_FLOOR) -> List[dict]:
     """The targets as ``dict(name, ok, detail)``: at ``batch_size``, peak
     memory (allocated and, on CUDA, reserved) <= ``max_peak_gb`` (1e9 bytes)
     and train step <= ``max_step_over_floor`` x floor; every other batch size

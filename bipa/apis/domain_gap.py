@@ -23,7 +23,7 @@ def check_same_scenes(in_air: str, underwater: str, split: str = 'test') -> None
         anns.append([(a['image_id'], a['bbox'], a['category_id']) for a in coco['annotations']])
     if anns[0] != anns[1]:
         raise AnnotationError(f'{in_air} and {underwater} hold different scenes in their {split} '
-                         'split: generate both with the same --seed and sizes')
+                              'split: generate both with the same --seed and sizes')
 
 
 def measure_domain_gap(sam_config: str, checkpoint: str, *, in_air: str, underwater: str,

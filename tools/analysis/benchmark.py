@@ -22,6 +22,7 @@ import torch
 from mmengine.config import DictAction
 
 from bipa.apis import BenchmarkOptions, check_targets, exit_status, format_report, run_benchmark
+from bipa.apis.benchmark_report import MAX_PEAK_GB, MAX_STEP_OVER_FLOOR, TARGET_BATCH_SIZE
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -55,11 +56,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help='one predict of an H x W image; masks must come back at H x W')
     p.add_argument('--targets', action='store_true',
                    help='check the targets (exit status 1 when one fails)')
-    p.add_argument('--target-batch-size', type=int, default=2,
+    p.add_argument('--target-batch-size', type=int, default=TARGET_BATCH_SIZE,
                    help='the run the memory and floor targets apply to')
-    p.add_argument('--max-peak-gb', type=float, default=20.0,
+    p.add_argument('--max-peak-gb', type=float, default=MAX_PEAK_GB,
                    help='target: peak memory (allocated and reserved), in 1e9 bytes')
-    p.add_argument('--max-step-over-floor', type=float, default=1.25,
+    p.add_argument('--max-step-over-floor', type=float, default=MAX_STEP_OVER_FLOOR,
                    help='target: train step / floor')
     p.add_argument('--seed', type=int, default=d.seed)
     p.add_argument('--threads', type=int, default=None,
