@@ -19,7 +19,11 @@ batch size:
 
 Peak memory per phase: on CUDA ``max_memory_allocated`` and
 ``max_memory_reserved`` (cache emptied and peaks reset before each phase); on
-CPU the process's peak RSS, a high-water mark that cannot be reset.
+CPU the process's peak RSS, a high-water mark that cannot be reset. With
+``memory_cap_gb`` the CUDA caching allocator may hold at most that much
+(``torch.cuda.set_per_process_memory_fraction``): it then frees its cache
+before it exceeds the cap, as it would on a card of that size, and raises
+``OutOfMemoryError`` when the step does not fit.
 """
 import contextlib
 import copy
@@ -47,6 +51,7 @@ from mmengine.runner import set_random_seed
 
 from ..engine.prompt_objective import MaskObjective
 from ..models import MaskPrompts
+from ..utils import setup_cuda_allocator
 from .batch import build_synthetic_batch, keep_ratio_shape
 from .runner import load_config
 from .step_breakdown import Clock, measure_breakdown
@@ -72,6 +77,7 @@ class BenchmarkOptions:
     trials: int = 5
     search_repeats: int = 3  # timed cache builds and validation passes
     predict: Optional[Sequence[int]] = None  # (H, W) of the one predicted image
+    memory_cap_gb: Optional[float] = None  # CUDA: the caching allocator's limit, 1e9 bytes
     seed: int = 0
 
 
@@ -455,6 +461,34 @@ def check_predict(model, meter: Meter, ori_shape: Sequence[int], input_size: int
                 img_shape=list(img_shape), dtype=dtype_name(dtype))
 
 
+def setup_env(cfg: Config, device: torch.device) -> dict:
+    """The config's ``env_cfg`` as training applies it: on CUDA the caching
+    allocator's settings (``cuda_alloc_conf``, see
+    :func:`~bipa.utils.setup_cuda_allocator`), and ``cudnn.benchmark`` unless
+    ``randomness.deterministic`` (as ``Runner`` does). The settings in effect."""
+    alloc_conf = setup_cuda_allocator(cfg) if device.type == 'cuda' else None
+    env = cfg.get('env_cfg', {})
+    torch.backends.cudnn.benchmark = bool(env.get('cudnn_benchmark')) and \
+        not cfg.get('randomness', {}).get('deterministic')
+    return dict(alloc_conf=alloc_conf or '', cudnn_benchmark=torch.backends.cudnn.benchmark)
+
+
+def cap_cuda_memory(device: torch.device, cap_gb: Optional[float]) -> Optional[dict]:
+    """Limit this process's CUDA caching allocator to ``cap_gb`` (1e9 bytes)
+    of ``device``; the cap and the device's total, or None without a cap."""
+    if cap_gb is None:
+        return None
+    if device.type != 'cuda':
+        raise ValueError(f'memory_cap_gb={cap_gb:g} needs a CUDA device, not {device}')
+    index = torch.cuda.current_device() if device.index is None else device.index
+    total = torch.cuda.get_device_properties(index).total_memory
+    if not 0 < cap_gb * 1e9 <= total:
+        raise ValueError(f'memory_cap_gb={cap_gb:g} must be in (0, {total / 1e9:.1f}], '
+                         f'the memory of {torch.cuda.get_device_name(index)}')
+    torch.cuda.set_per_process_memory_fraction(cap_gb * 1e9 / total, index)
+    return dict(cap_gb=cap_gb, total_gb=total / 1e9)
+
+
 def cuda_memory(device: torch.device) -> dict:
     """The device's memory now: used by all processes (``mem_get_info``),
     this process's cache, their difference (mostly the CUDA context, if the
@@ -516,6 +550,8 @@ def run_benchmark(config: str, device: torch.device, options: BenchmarkOptions, 
     if options.input_size:  # BiPA pads every image to this fixed size
         cfg.model.data_preprocessor.pad_size_divisor = options.input_size
     batch_sizes = batch_sizes_of(cfg, options.batch_sizes)
+    env = setup_env(cfg, device)
+    memory_cap = cap_cuda_memory(device, options.memory_cap_gb)
     start = time.perf_counter()
     model, dropped = build_random_model(cfg, device)
     build_s = time.perf_counter() - start
@@ -537,6 +573,7 @@ def run_benchmark(config: str, device: torch.device, options: BenchmarkOptions, 
         instances=options.instances, steps=options.steps, warmup=options.warmup,
         train_amp=dtype_name(amp_dtype), amp_note=note, test_dtype=dtype_name(test_dtype),
         dropped_weights=dropped, mem_kind=meter.mem_kind, build_s=build_s,
+        memory_cap=memory_cap, **env,
         grad_mode=getattr(model.backbone, 'grad_mode', None),
         params_total=sum(p.numel() for p in params),
         params_trainable=sum(p.numel() for p in params if p.requires_grad))

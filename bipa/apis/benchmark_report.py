@@ -42,6 +42,8 @@ def check_targets(results: dict, *, batch_size: int = TARGET_BATCH_SIZE,
             detail = f'{gb:.2f} GB = {mib / 1024:.2f} GiB'
             if kind == 'reserved' and context is not None:
                 detail += f' (+ CUDA context {context / 1024:.2f} GiB)'
+            if results.get('memory_cap'):
+                detail += f", allocator capped at {results['memory_cap']['cap_gb']:g} GB"
             add(f'peak {kind} at batch {batch_size} ({amp}) <= {max_peak_gb:g} GB',
                 gb <= max_peak_gb, detail)
         parts = ref.get('parts')
@@ -137,6 +139,14 @@ def format_report(r: dict) -> str:
             ('train amp', r['train_amp'] + (f" ({r['amp_note']})" if r['amp_note'] else '')),
             ('params', f"{r['params_total']:,} total, {r['params_trainable']:,} trainable"),
             ('memory', r['mem_kind'])]
+    cap = r.get('memory_cap')
+    if cap:
+        rows.append(('memory cap', f"{cap['cap_gb']:g} GB of {cap['total_gb']:.1f} GB "
+                     f"(set_per_process_memory_fraction)"))
+    if r.get('alloc_conf'):
+        rows.append(('allocator', f"PYTORCH_CUDA_ALLOC_CONF={r['alloc_conf']}"))
+    if r.get('device', '').startswith('cuda'):
+        rows.append(('cudnn.benchmark', str(r.get('cudnn_benchmark'))))
     blocks = []
     for run in r['runs']:
         rows += _run_rows(run, r['test_dtype'])

@@ -1,3 +1,4 @@
+import os
 import os.path as osp
 from datetime import timedelta
 from typing import Optional
@@ -22,6 +23,20 @@ def load_run_config(config: str, *, cfg_options: Optional[dict] = None,
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
     return cfg
+
+
+def setup_cuda_allocator(cfg: Config) -> Optional[str]:
+    """Configure PyTorch's CUDA caching allocator from ``env_cfg.cuda_alloc_conf``
+    (the syntax of ``PYTORCH_CUDA_ALLOC_CONF``, e.g. ``expandable_segments:True``)
+    before CUDA is initialised; a ``PYTORCH_CUDA_ALLOC_CONF`` in the environment
+    wins. Returns the setting in effect."""
+    conf = cfg.get('env_cfg', {}).get('cuda_alloc_conf')
+    if conf and 'PYTORCH_CUDA_ALLOC_CONF' not in os.environ:
+        if torch.cuda.is_initialized():
+            raise RuntimeError(f'env_cfg.cuda_alloc_conf={conf!r} must be applied before CUDA '
+                               'is initialised; call setup_cuda_allocator first')
+        os.environ['PYTORCH_CUDA_ALLOC_CONF'] = conf
+    return os.environ.get('PYTORCH_CUDA_ALLOC_CONF')
 
 
 def setup_launcher(cfg: Config) -> None:

@@ -29,11 +29,13 @@ from bipa.apis.benchmark import (
     batch_sizes_of,
     build_random_model,
     build_wrapper,
+    cap_cuda_memory,
     check_predict,
     dtype_name,
     guarded,
     inference_dtype,
     input_size_of,
+    setup_env,
 )
 from bipa.apis.step_breakdown import BREAKDOWN_ROWS, Clock, split_step
 from tests.conftest import DEMO_CFG, ROOT
@@ -336,3 +338,31 @@ def test_build_synthetic_batch():
             assert ys.min() >= math.floor(y1) and ys.max() <= math.ceil(y2)
     with pytest.raises(ValueError, match='does not fit'):
         build_synthetic_batch(1, 64, img_shape=(96, 128))
+
+
+def test_setup_env_applies_env_cfg_as_the_runner_does(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)
+    env_cfg = dict(cudnn_benchmark=True, cuda_alloc_conf='expandable_segments:True')
+    cfg = Config(dict(env_cfg=env_cfg, randomness=dict(seed=0)))
+    # off CUDA the allocator is left alone
+    assert setup_env(cfg, CPU) == dict(alloc_conf='', cudnn_benchmark=True)
+    assert torch.backends.cudnn.benchmark is True
+    cfg.randomness.deterministic = True
+    assert setup_env(cfg, CPU)['cudnn_benchmark'] is False
+
+
+def test_memory_cap_needs_cuda_and_shows_in_checks_and_report(results):
+    assert cap_cuda_memory(CPU, None) is None
+    with pytest.raises(ValueError, match='memory_cap_gb=20 needs a CUDA device'):
+        cap_cuda_memory(CPU, 20)
+    cap = dict(memory_cap=dict(cap_gb=20, total_gb=150.1))
+    assert check_targets(dict(cuda_results(), **cap))[1]['detail'] == (
+        '11.81 GB = 11.00 GiB (+ CUDA context 0.49 GiB), allocator capped at 20 GB')
+    assert (results['alloc_conf'], results['cudnn_benchmark']) == ('', False)
+    report = format_report(dict(results, **cap, device='cuda',
+                                alloc_conf='expandable_segments:True'))
+    rows = {line[:16].rstrip(): line[16:].strip() for line in report.splitlines()[:10]}
+    assert rows['memory cap'] == '20 GB of 150.1 GB (set_per_process_memory_fraction)'
+    assert rows['allocator'] == 'PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True'
+    assert rows['cudnn.benchmark'] == 'False'
+    assert 'allocator' not in format_report(results)

@@ -123,3 +123,5 @@ def test_cli_arguments(benchmark):
     for bad in (['--steps', '0'], ['--warmup', '-1'], ['--breakdown-steps', '0']):
         with pytest.raises(SystemExit):
             benchmark.parse_args(['c.py', *bad])
+    with pytest.raises(SystemExit, match='--memory-cap-gb needs a CUDA device, not cpu'):
+        benchmark.main(['c.py', '--device', 'cpu', '--memory-cap-gb', '20'])

@@ -5,7 +5,7 @@ predict, in one process (the model is built once, with random weights).
     python tools/analysis/benchmark.py configs/bipa_uiis.py [--cfg-options ...] \
         [--batch-size 2 1] [--steps 10] [--warmup 2] [--device cuda|cpu] \
         [--parts] [--breakdown] [--search] [--predict 1080 1440] \
-        [--targets] [--json out.json] [--summary out.txt]
+        [--memory-cap-gb 20] [--targets] [--json out.json] [--summary out.txt]
 
 Each ``--batch-size`` is one run, in the given order. What each phase
 measures: :mod:`bipa.apis.benchmark` and :mod:`bipa.apis.step_breakdown`;
@@ -54,6 +54,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help='timed cache builds and validation passes for --search')
     p.add_argument('--predict', type=int, nargs=2, default=None, metavar=('H', 'W'),
                    help='one predict of an H x W image; masks must come back at H x W')
+    p.add_argument('--memory-cap-gb', type=float, default=None,
+                   help='CUDA: let the caching allocator hold at most this much (1e9 bytes), '
+                   'as on a card of that size; a step that does not fit raises out of memory')
     p.add_argument('--targets', action='store_true',
                    help='check the targets (exit status 1 when one fails)')
     p.add_argument('--target-batch-size', type=int, default=TARGET_BATCH_SIZE,
@@ -78,6 +81,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: CUDA is not available')
+    if args.memory_cap_gb is not None and device.type != 'cuda':
+        raise SystemExit(f'--memory-cap-gb needs a CUDA device, not {device}')
     if args.threads:
         torch.set_num_threads(args.threads)
     options = BenchmarkOptions(**{f.name: getattr(args, f.name) for f in fields(BenchmarkOptions)})
