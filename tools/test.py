@@ -20,7 +20,7 @@ from mmengine.runner import Runner
 import bipa  # noqa: F401  (registers BiPA; lets torch load mmengine checkpoints)
 from bipa.datasets import check_evaluation_split
 from bipa.models import check_checkpoint_fits
-from bipa.utils import load_run_config, setup_launcher
+from bipa.utils import load_run_config, setup_cuda_allocator, setup_launcher
 from bipa.utils.cli import run_cli
 
 
@@ -98,8 +98,10 @@ def main(argv=None) -> dict:
         # transforms' registries are mmdet's
         init_default_scope(cfg.get('default_scope', 'mmdet'))
         check_evaluation_split(DATASETS.build(cfg.test_dataloader.dataset))
+    alloc_conf = setup_cuda_allocator(cfg)
     setup_launcher(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.logger.info(f'CUDA caching allocator: PYTORCH_CUDA_ALLOC_CONF={alloc_conf}')
     if '://' not in args.checkpoint:
         check_checkpoint_fits(runner.model, args.checkpoint, allow_partial=args.allow_partial)
     if args.out is not None:
