@@ -1,5 +1,6 @@
 """The command-line tools (tools/infer.py, test.py, browse_dataset.py), run
 in-process on a tiny synthetic dataset with a randomly initialised demo model."""
+import glob
 import json
 import shutil
 from unittest import mock
@@ -108,16 +109,21 @@ def test_infer_pattern_without_match(tools, checkpoint, tmp_path):
 
 # --- tools/test.py ---------------------------------------------------------
 
-def test_test_tool_evaluates(tools, checkpoint, data_cfg, tmp_path):
+def test_test_tool_evaluates(tools, checkpoint, data_cfg, tmp_path, monkeypatch):
     # as in a fresh `python tools/test.py`: no registry scope set yet (the
     # dataset check before the Runner must set mmdet's itself)
     DefaultScope.get_instance(f'fresh-{tmp_path.name}', scope_name='mmengine')
+    monkeypatch.delenv('PYTORCH_CUDA_ALLOC_CONF', raising=False)
     out_pkl = tmp_path / 'results.pkl'
     metrics = run_tool(tools['test'], data_cfg, checkpoint, '--work-dir', tmp_path / 'work',
                    '--out', out_pkl)
     assert isinstance(metrics, dict)
     assert 'coco/segm_mAP' in metrics and 'coco/bbox_mAP' in metrics
     assert out_pkl.is_file()
+    # env_cfg.cuda_alloc_conf of the runtime base, applied before the Runner and logged
+    log, = glob.glob(str(tmp_path / 'work' / '*' / '*.log'))
+    assert 'CUDA caching allocator: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True' in \
+        open(log).read()
 
 
 def test_test_tool_missing_checkpoint(tools, tmp_path):
