@@ -20,7 +20,7 @@ from mmengine.runner import Runner
 import bipa  # noqa: F401  (registers BiPA; lets torch load mmengine checkpoints)
 from bipa.datasets import check_evaluation_split
 from bipa.models import check_checkpoint_fits
-from bipa.utils import load_run_config, setup_cuda_allocator, setup_launcher
+from bipa.utils import load_run_config, setup_cuda_allocator, setup_launcher, shutdown_distributed
 from bipa.utils.cli import run_cli
 
 
@@ -106,7 +106,10 @@ def main(argv=None) -> dict:
         check_checkpoint_fits(runner.model, args.checkpoint, allow_partial=args.allow_partial)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    return runner.test()
+    metrics = runner.test()
+    del runner  # its DDP wrapper holds the process group
+    shutdown_distributed()
+    return metrics
 
 
 if __name__ == '__main__':

@@ -6,7 +6,7 @@ import sys
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from bipa.utils import load_run_config, setup_cuda_allocator, setup_launcher
+from bipa.utils import load_run_config, setup_cuda_allocator, setup_launcher, shutdown_distributed
 from bipa.utils.cli import run_cli
 
 
@@ -63,6 +63,8 @@ def main(argv=None):
     runner = Runner.from_cfg(cfg)
     runner.logger.info(f'CUDA caching allocator: PYTORCH_CUDA_ALLOC_CONF={alloc_conf}')
     runner.train()
+    del runner  # its DDP wrapper holds the process group
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

@@ -2,13 +2,13 @@ from .checkpoint_compat import register_checkpoint_safe_globals
 from .config_error import ConfigError
 from .dataset_compat import fix_dataset_subset_memo
 from .rng import get_rng_states, set_rng_states
-from .run_config import load_run_config, setup_cuda_allocator, setup_launcher
+from .run_config import load_run_config, setup_cuda_allocator, setup_launcher, shutdown_distributed
 from .text import examples
 from .work_dir_lock import WorkDirBusyError, lock_work_dir
 
 __all__ = [
     'ConfigError', 'register_checkpoint_safe_globals', 'fix_dataset_subset_memo',
     'get_rng_states', 'set_rng_states', 'load_run_config', 'setup_launcher',
-    'setup_cuda_allocator',
+    'setup_cuda_allocator', 'shutdown_distributed',
     'WorkDirBusyError', 'lock_work_dir', 'examples'
 ]

@@ -1,3 +1,4 @@
+import gc
 import os
 import os.path as osp
 from datetime import timedelta
@@ -66,3 +67,28 @@ def setup_launcher(cfg: Config) -> None:
         timeout = dist_cfg.get('timeout')
         torch.distributed.init_process_group(
             backend='gloo', **({} if timeout is None else dict(timeout=timedelta(seconds=timeout))))
+
+
+def shutdown_distributed() -> None:
+    """End a distributed run (``--launcher pytorch``) on this rank: a barrier,
+    then ``torch.distributed.destroy_process_group()``, which joins the
+    backend's threads; nothing when no process group is initialised. Call it
+    after the run succeeded, with the Runner dropped: its DDP wrapper holds
+    the process group, and a group still referenced is not destroyed.
+
+    Without it a rank's interpreter can begin to exit while a gloo worker
+    thread still holds the work of the last collective (e.g. the final
+    ``broadcast_object_list`` of an evaluation) and, with it, tensors whose
+    Python objects it must release under the GIL. A thread asking for the GIL
+    during finalisation is ended by Python, and ending it inside that C++
+    destructor aborts the rank ("terminate called without an active
+    exception", SIGABRT) after its work is done. While this rank waits in
+    the barrier without the GIL such a thread finishes, and the process
+    group's destructor joins the threads before the interpreter exits.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    gc.collect()  # the finished Runner's reference cycles hold the process group
+    dist.destroy_process_group()
