@@ -11,16 +11,16 @@ import os.path as osp
 import sys
 
 from mmdet.evaluation import DumpDetResults
-from mmdet.registry import DATASETS, RUNNERS
+from mmdet.registry import DATASETS
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
 
 import bipa  # noqa: F401  (registers BiPA; lets torch load mmengine checkpoints)
+from bipa.apis import runner_from_cfg
 from bipa.datasets import check_evaluation_split
 from bipa.models import check_checkpoint_fits
-from bipa.utils import load_run_config, setup_cuda_allocator, setup_launcher, shutdown_distributed
+from bipa.utils import load_run_config, shutdown_distributed
 from bipa.utils.cli import run_cli
 
 
@@ -98,10 +98,7 @@ def main(argv=None) -> dict:
         # transforms' registries are mmdet's
         init_default_scope(cfg.get('default_scope', 'mmdet'))
         check_evaluation_split(DATASETS.build(cfg.test_dataloader.dataset))
-    alloc_conf = setup_cuda_allocator(cfg)
-    setup_launcher(cfg)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.logger.info(f'CUDA caching allocator: PYTORCH_CUDA_ALLOC_CONF={alloc_conf}')
+    runner = runner_from_cfg(cfg)
     if '://' not in args.checkpoint:
         check_checkpoint_fits(runner.model, args.checkpoint, allow_partial=args.allow_partial)
     if args.out is not None:

@@ -4,9 +4,9 @@ import os
 import sys
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
-from bipa.utils import load_run_config, setup_cuda_allocator, setup_launcher, shutdown_distributed
+from bipa.apis import runner_from_cfg
+from bipa.utils import load_run_config, shutdown_distributed
 from bipa.utils.cli import run_cli
 
 
@@ -58,10 +58,7 @@ def build_cfg(args) -> Config:
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
-    alloc_conf = setup_cuda_allocator(cfg)
-    setup_launcher(cfg)
-    runner = Runner.from_cfg(cfg)
-    runner.logger.info(f'CUDA caching allocator: PYTORCH_CUDA_ALLOC_CONF={alloc_conf}')
+    runner = runner_from_cfg(cfg)
     runner.train()
     del runner  # its DDP wrapper holds the process group
     shutdown_distributed()

@@ -2,10 +2,11 @@
 import os.path as osp
 from typing import Optional
 
+from mmdet.registry import RUNNERS
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..utils import load_run_config
+from ..utils import load_run_config, setup_cuda_allocator, setup_launcher
 
 SPLITS = ('train', 'val', 'test')
 
@@ -42,6 +43,17 @@ def load_config(config: str, *, work_dir: Optional[str] = None,
     return cfg
 
 
+def runner_from_cfg(cfg: Config) -> Runner:
+    """The config's Runner (``runner_type`` if set, else mmengine's), built
+    after the CUDA allocator is configured from ``env_cfg.cuda_alloc_conf``
+    and the launcher is set up; the allocator setting is logged."""
+    alloc_conf = setup_cuda_allocator(cfg)
+    setup_launcher(cfg)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.logger.info(f'CUDA caching allocator: PYTORCH_CUDA_ALLOC_CONF={alloc_conf}')
+    return runner
+
+
 def build_runner(config: str, **overrides) -> Runner:
-    """``Runner.from_cfg`` of :func:`load_config`'s config (same keywords)."""
-    return Runner.from_cfg(load_config(config, **overrides))
+    """:func:`runner_from_cfg` of :func:`load_config`'s config (same keywords)."""
+    return runner_from_cfg(load_config(config, **overrides))

@@ -1,9 +1,12 @@
 """bipa.apis: what the tools share."""
+import os
+
 import numpy as np
 import pytest
 from mmengine.config import Config
 
 from bipa.apis import (
+    build_runner,
     check_same_scenes,
     draw_instances,
     format_domain_gap,
@@ -36,6 +39,18 @@ def test_use_data_root_points_every_split_and_evaluator():
         assert dataset.data_root == '/data/x/'
         if split != 'train':
             assert cfg[f'{split}_evaluator'].ann_file == f'/data/x/annotations/{split}.json'
+
+
+def test_build_runner_configures_the_cuda_allocator_first(monkeypatch, tmp_path):
+    """Every runner the package builds (tools/train.py, tools/test.py,
+    reproduce.py, the demo) gets env_cfg.cuda_alloc_conf, and logs it."""
+    monkeypatch.delenv('PYTORCH_CUDA_ALLOC_CONF', raising=False)
+    runner = build_runner(str(ROOT / 'configs' / 'bipa_demo_synthetic.py'),
+                          work_dir=str(tmp_path), cfg_options={
+                              'env_cfg.cuda_alloc_conf': 'max_split_size_mb:64'})
+    assert os.environ['PYTORCH_CUDA_ALLOC_CONF'] == 'max_split_size_mb:64'
+    with open(runner.logger.log_file) as f:
+        assert 'CUDA caching allocator: PYTORCH_CUDA_ALLOC_CONF=max_split_size_mb:64' in f.read()
 
 
 def test_domain_gap_scores_the_same_scenes_in_both_media(media, tmp_path):
