@@ -12,7 +12,7 @@ custom_hooks = [dict(type='SyncNormStatsHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,
-    # PYTORCH_CUDA_ALLOC_CONF for tools/train.py, tools/test.py and the benchmark
+    # PYTORCH_CUDA_ALLOC_CONF for every runner (bipa.apis.runner_from_cfg) and the benchmark
     # (bipa.utils.setup_cuda_allocator): at batch 2 on configs/bipa_uiis.py it keeps the
     # cache near the allocated peak instead of about twice it (README, Speed and memory)
     cuda_alloc_conf='expandable_segments:True',
