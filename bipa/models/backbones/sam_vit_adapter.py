@@ -55,6 +55,12 @@ class SAMViTAdapter(BaseModule):
             block MLP: ``'pre_norm'`` the residual stream before ``norm2`` (the
             authors' code) or ``'post_norm'`` the MLP's own normalised input.
         grad_mode: see above.
+        adapter_init: ``'identity'`` (default): every adapter starts as the
+            identity (colour gates ``2*sigmoid`` at exactly 1, zero output
+            layers in the MLP and space adapters), so at step 0 the encoder
+            computes SAM's function and training departs from it;
+            ``'random'``: the authors' initialisation, which changes the
+            image embedding by 62-72% of its norm before training starts.
     """
 
     def __init__(self,
@@ -67,6 +73,7 @@ class SAMViTAdapter(BaseModule):
                  use_space_adapter: bool = False,
                  mlp_adapter_input: str = 'pre_norm',
                  grad_mode: str = 'residual',
+                 adapter_init: str = 'identity',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         arch_cfg = self.resolve_arch(arch)
@@ -93,7 +100,8 @@ class SAMViTAdapter(BaseModule):
         self.mlp_adapter_input = mlp_adapter_input
         self.adapters = nn.ModuleDict({
             str(i): BlockAdapter(arch_cfg['embed_dim'], ratio=adapter_ratio,
-                                 mlp_scale=mlp_adapter_scale, use_space=use_space_adapter)
+                                 mlp_scale=mlp_adapter_scale, use_space=use_space_adapter,
+                                 init=adapter_init)
             for i in self.adapter_indices})
         self.embed_dim = arch_cfg['embed_dim']
         self.out_channels = arch_cfg['out_chans']

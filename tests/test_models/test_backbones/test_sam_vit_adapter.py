@@ -154,3 +154,78 @@ def test_mlp_adapter_input(source):
     expected = seen['norm_in' if source == 'pre_norm' else 'norm_out']
     assert torch.equal(seen['adapter'], expected)
     assert not torch.allclose(seen['norm_in'], seen['norm_out'])
+
+
+def sam_reference(model):
+    """segment_anything's ImageEncoderViT holding ``model``'s encoder weights."""
+    reference = ImageEncoderViT(norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+                                use_rel_pos=True, **{**model.arch})
+    reference.load_state_dict(model.encoder.state_dict())
+    return reference.eval()
+
+
+@pytest.mark.parametrize('space', [False, True])
+@pytest.mark.parametrize('source', ['pre_norm', 'post_norm'])
+def test_identity_init_computes_sams_function(space, source):
+    """adapter_init='identity' (the default): at step 0 every adapted block is
+    SAM's block, so the embedding and every hidden state equal
+    segment_anything's encoder with the same weights (channels-last input)."""
+    model = SAMViTAdapter(TINY, adapter_indices=(0, 1, 2, 3), out_indices=(0, 1, 2, 3),
+                          use_space_adapter=space, mlp_adapter_input=source)
+    randomize(model.encoder)
+    reference = sam_reference(model)
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        emb, hidden = model(x)
+        y = reference.patch_embed(x) + reference.pos_embed
+        outputs = []
+        for block in reference.blocks:
+            y = block(y)
+            outputs.append(y.permute(0, 3, 1, 2))
+        expected = reference.neck(y.permute(0, 3, 1, 2))
+    torch.testing.assert_close(emb, expected, rtol=1e-4, atol=1e-5)
+    for h, ref in zip(hidden, outputs):
+        torch.testing.assert_close(h, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_random_init_departs_from_sam():
+    """The authors' initialisation changes SAM's embedding before any training."""
+    model = SAMViTAdapter(TINY, adapter_init='random')
+    randomize(model.encoder)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        emb, _ = model(x)
+        gap = (emb - sam_reference(model)(x)).norm() / emb.norm()
+    assert gap > 0.05
+
+
+def test_identity_init_still_trains_every_adapter():
+    """A zero-initialised output layer stops the gradient of the layers before
+    it only at step 0: the first backward reaches each zero-initialised layer,
+    and after one optimizer step every adapter parameter gets a gradient."""
+    model = SAMViTAdapter(TINY, use_space_adapter=True)
+    randomize(model.encoder)
+    model.train()
+    zero_init = {n for n, p in model.adapters.named_parameters()
+                 if n.endswith(('fc2.weight', 'fc2.bias', 'mlp.2.weight', 'mlp.2.bias'))}
+    assert zero_init and all(
+        not model.adapters.get_parameter(n).any() for n in zero_init)
+    optimizer = torch.optim.AdamW(model.adapters.parameters(), lr=1e-2)
+    torch.manual_seed(1)
+    x, target = torch.randn(2, 3, 64, 64), torch.randn(2, 16, 4, 4)
+    for step in range(2):
+        optimizer.zero_grad()
+        emb, hidden = model(x)
+        ((emb - target).square().mean() + sum(h.square().mean() for h in hidden)).backward()
+        grads = {n: p.grad for n, p in model.adapters.named_parameters()}
+        nonzero = {n for n, g in grads.items() if g is not None and g.abs().sum() > 0}
+        if step == 0:
+            assert zero_init <= nonzero
+        else:
+            assert nonzero == set(grads)
+        optimizer.step()
+
+
+def test_bad_adapter_init():
+    with pytest.raises(ValueError, match='model.backbone.adapter_init must be one of'):
+        SAMViTAdapter(TINY, adapter_init='zeros')
