@@ -12,6 +12,9 @@ _base_ = [
 # shipped in checkpoints/. As in BiPA, its ViT and mask decoder stay frozen:
 # adapters, FAI, RPN, RoI heads and the prompt generator learn. The local
 # ResNet has no ImageNet weights here, so it is trained too.
+# The mask branch starts from box-prompted SAM (README, "The mask branch"):
+# each RoI's tokens are SAM's box prompt plus a zero-initialised residual
+# (anchor='box'), and Dice joins the mask BCE in training (f stays BCE).
 model = dict(
     sam_checkpoint='checkpoints/sam_vit-tiny_inair.pth',
     local_backbone=dict(
@@ -19,7 +22,11 @@ model = dict(
     roi_head=dict(
         bbox_roi_extractor=dict(roi_layer=dict(sampling_ratio=2)),
         mask_roi_extractor=dict(roi_layer=dict(sampling_ratio=2)),
-        bbox_head=dict(num_classes=5)),
+        bbox_head=dict(num_classes=5),
+        mask_head=dict(
+            anchor='box',
+            loss_dice=dict(type='DiceLoss', use_sigmoid=True, activate=True, naive_dice=True,
+                           eps=1.0, loss_weight=1.0))),
     # fewer proposals and RoIs than at 1024 px: CPU time goes to RoIAlign
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=600, max_per_img=300),

@@ -1,4 +1,4 @@
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Tuple
 
 import torch
 
@@ -8,16 +8,22 @@ class PromptedFeatures(tuple):
 
     A tuple of the levels, so that mmdet's RPN and RoI extractors take it
     unchanged, which also carries what the SAM mask decoder needs:
-    ``image_embeddings`` ``(B, D, h, w)`` from the ViT neck.
+    ``image_embeddings`` ``(B, D, h, w)`` from the ViT neck, and
+    ``input_size``, the padded input's ``(H, W)`` that box prompts are
+    normalised by.
     """
 
     image_embeddings: torch.Tensor
+    input_size: Optional[Tuple[int, int]]
 
     def __new__(cls, levels: Iterable[torch.Tensor], *,
-                image_embeddings: Optional[torch.Tensor]) -> 'PromptedFeatures':
+                image_embeddings: Optional[torch.Tensor],
+                input_size: Optional[Tuple[int, int]] = None) -> 'PromptedFeatures':
         obj = super().__new__(cls, levels)
         obj.image_embeddings = image_embeddings
+        obj.input_size = None if input_size is None else tuple(int(s) for s in input_size)
         return obj
 
     def replace_levels(self, levels: Iterable[torch.Tensor]) -> 'PromptedFeatures':
-        return PromptedFeatures(levels, image_embeddings=self.image_embeddings)
+        return PromptedFeatures(levels, image_embeddings=self.image_embeddings,
+                                input_size=self.input_size)

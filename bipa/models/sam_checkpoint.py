@@ -12,6 +12,8 @@ SAM_KEY_MAP: Tuple[Tuple[str, str], ...] = (
     ('image_encoder.', 'backbone.encoder.'),
     ('prompt_encoder.pe_layer.', 'roi_head.mask_head.pe_layer.'),
     ('mask_decoder.', 'roi_head.mask_head.mask_decoder.'),
+    # only with mask_head.anchor='box' (SAM's box-corner embeddings)
+    ('prompt_encoder.point_embeddings.', 'roi_head.mask_head.point_embeddings.'),
 )
 DENSE_EMBED_KEY = ('prompt_encoder.no_mask_embed.weight',
                    'roi_head.mask_head.dense_prompt.embedding')
@@ -47,6 +49,17 @@ def _describe_encoder(state: Dict[str, torch.Tensor]) -> str:
     return f'{dim}-d, {len(blocks)} blocks'
 
 
+def _takes_sam_dense_embedding(model: nn.Module) -> bool:
+    """Whether the model's dense prompt starts from SAM's ``no_mask_embed``
+    (every base except one learned from scratch)."""
+    path = DENSE_EMBED_KEY[1].rsplit('.', 1)[0]
+    try:
+        dense_prompt = model.get_submodule(path)
+    except AttributeError:
+        return True
+    return getattr(dense_prompt, 'base', 'sam') != 'scratch'
+
+
 def load_sam_checkpoint(model: nn.Module, path: str, *, strict: bool = True) -> Dict[str, List]:
     """Copy SAM's encoder, dense positional encoding, ``no_mask_embed`` and mask
     decoder weights from ``path`` (``sam_vit_h_4b8939.pth`` layout) into ``model``.
@@ -71,15 +84,20 @@ def load_sam_checkpoint(model: nn.Module, path: str, *, strict: bool = True) -> 
                                  'tools/model_converters/hf_sam_to_official.py)')
     own = model.state_dict()
     targets = {k for k in own for _, dst in SAM_KEY_MAP if k.startswith(dst)}
-    targets.add(DENSE_EMBED_KEY[1])
+    takes_dense = _takes_sam_dense_embedding(model)
+    if takes_dense:
+        targets.add(DENSE_EMBED_KEY[1])
     loaded, unexpected, mismatched, mismatched_dst = {}, [], [], set()
     for key, value in state.items():
         if key == DENSE_EMBED_KEY[0]:
+            if not takes_dense:  # a dense prompt learned from scratch
+                continue
             dst, value = DENSE_EMBED_KEY[1], value.reshape(-1)
         else:
             dst = next((d + key[len(s):] for s, d in SAM_KEY_MAP if key.startswith(s)), None)
-        if dst is None:
-            if not key.startswith(SAM_UNUSED_PREFIXES):
+        unused = key.startswith(SAM_UNUSED_PREFIXES)
+        if dst is None or (dst not in own and unused):
+            if not unused:
                 unexpected.append(key)
             continue
         if dst not in own:

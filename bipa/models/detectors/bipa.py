@@ -4,9 +4,10 @@ import torch
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
-from mmdet.structures.bbox import bbox2roi
+from mmdet.structures.bbox import bbox2roi, get_box_tensor, scale_boxes
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.logging import MessageHub
+from mmengine.structures import InstanceData
 from torch import Tensor
 
 from ..layers.dense_prompt import DensePrompt
@@ -85,6 +86,31 @@ class BiPA(TwoStageDetector):
                 'check these images and their annotations, or train in bf16 rather than fp16.')
         return loss, log_vars
 
+    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        """Detections with masks; with ``test_cfg.oracle_boxes=True`` the
+        detections are the ground-truth boxes and labels (score 1), so that
+        COCO's segm mAP measures the mask branch alone, as
+        :class:`BoxPromptedSAM` measures SAM. The test pipeline must load the
+        annotations (mmdet's test pipelines load them after ``Resize``: the
+        boxes are in original pixels)."""
+        if not self.test_cfg.get('oracle_boxes', False):
+            return super().predict(batch_inputs, batch_data_samples, rescale=rescale)
+        detections = []
+        for sample in batch_data_samples:
+            gt = sample.get('gt_instances')
+            if gt is None or 'bboxes' not in gt:
+                raise ValueError('model.test_cfg.oracle_boxes=True needs the ground truth: the '
+                                 'test pipeline must load the annotations (LoadAnnotations)')
+            boxes = scale_boxes(get_box_tensor(gt.bboxes).float(), sample.metainfo['scale_factor'])
+            detections.append(InstanceData(bboxes=boxes, labels=gt.labels,
+                                           scores=boxes.new_ones(len(boxes))))
+        x = self.roi_head.add_positional_encoding(self.extract_feat(batch_inputs),
+                                                  batch_data_samples)
+        detections = self.roi_head.predict_mask(x, [s.metainfo for s in batch_data_samples],
+                                                detections, rescale=rescale)
+        return self.add_pred_to_datasample(batch_data_samples, detections)
+
     # --- the mask branch, shared by training, inference and the prompt search --
 
     def mask_prompts(self, batch_inputs: Tensor, batch_data_samples: SampleList,
@@ -109,4 +135,5 @@ class BiPA(TwoStageDetector):
         image_embeddings, hidden_states = self.backbone(batch_inputs)
         local_feats = self.local_backbone(batch_inputs)
         levels = self.neck(hidden_states, local_feats)
-        return PromptedFeatures(levels, image_embeddings=image_embeddings)
+        return PromptedFeatures(levels, image_embeddings=image_embeddings,
+                                input_size=batch_inputs.shape[-2:])

@@ -8,7 +8,8 @@ from torch import nn
 from ...utils import ConfigError
 
 DENSE_PROMPT_MODES = ('frozen', 'naive', 'bilevel')
-DENSE_PROMPT_BASES = ('sam', 'learned')
+DENSE_PROMPT_BASES = ('sam', 'learned', 'scratch')
+SCRATCH_INITS = ('zeros', 'normal')
 
 
 def check_interval(interval: Sequence[float], key: str) -> Tuple[float, float]:
@@ -37,9 +38,11 @@ class DensePrompt(nn.Module):
     fixed (the authors' code); ``'learned'`` trains ``e`` by gradient with the
     lower level during the adaptation phase (``w`` fixed at the current
     search result, so the gradient reaches ``e`` scaled by ``w``), starting
-    from ``no_mask_embed`` when a SAM checkpoint is loaded: the paper's "learns a
-    256-dimensional dense prompt embedding". The fine-tuning phase freezes it
-    (:meth:`freeze`) with rho*.
+    from ``no_mask_embed`` when a SAM checkpoint is loaded; ``'scratch'``
+    trains it the same way from ``scratch_init`` (``'zeros'`` or
+    ``'normal'``, N(0, 1)), ignoring SAM's ``no_mask_embed``: the paper's
+    "learns a 256-dimensional dense prompt embedding from scratch". The
+    fine-tuning phase freezes it (:meth:`freeze`) with rho*.
 
     ``w`` is a buffer, so it is saved in and restored from checkpoints.
     """
@@ -47,15 +50,19 @@ class DensePrompt(nn.Module):
     def __init__(self, *, embed_dim: int = 256, num_groups: int = 16,
                  mode: str = 'bilevel',
                  search_interval: Sequence[float] = (1.0, 3.0),
-                 base: str = 'sam') -> None:
+                 base: str = 'sam',
+                 scratch_init: str = 'zeros') -> None:
         super().__init__()
         key = 'model.roi_head.mask_head.dense_prompt'
         if mode not in DENSE_PROMPT_MODES:
             raise ConfigError(f'{key}.mode must be one of {DENSE_PROMPT_MODES}, got {mode!r}')
         if base not in DENSE_PROMPT_BASES:
             raise ConfigError(f'{key}.base must be one of {DENSE_PROMPT_BASES}, got {base!r}')
-        if base == 'learned' and mode != 'bilevel':
-            raise ConfigError(f"{key}.base: base='learned' applies to mode 'bilevel' (mode "
+        if scratch_init not in SCRATCH_INITS:
+            raise ConfigError(f'{key}.scratch_init must be one of {SCRATCH_INITS}, got '
+                              f'{scratch_init!r}')
+        if base != 'sam' and mode != 'bilevel':
+            raise ConfigError(f"{key}.base: base={base!r} applies to mode 'bilevel' (mode "
                               f"{mode!r} {'trains' if mode == 'naive' else 'freezes'} the "
                               'embedding already)')
         if num_groups <= 0 or embed_dim % num_groups:
@@ -66,8 +73,10 @@ class DensePrompt(nn.Module):
         self.num_groups = num_groups
         self.search_interval = check_interval(search_interval, f'{key}.search_interval')
         # N(0, 1) like SAM's nn.Embedding; replaced by no_mask_embed from a SAM checkpoint
-        trains = mode == 'naive' or (mode == 'bilevel' and base == 'learned')
-        self.embedding = nn.Parameter(torch.randn(embed_dim), requires_grad=trains)
+        trains = mode == 'naive' or base != 'sam'
+        init = (torch.zeros(embed_dim) if base == 'scratch' and scratch_init == 'zeros'
+                else torch.randn(embed_dim))
+        self.embedding = nn.Parameter(init, requires_grad=trains)
         self.register_buffer('group_weights', torch.ones(num_groups))
 
     def forward(self) -> torch.Tensor:

@@ -10,10 +10,14 @@ from mmengine.config import ConfigDict
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
-from torch import Tensor
+from torch import Tensor, nn
 
+from ...utils import ConfigError
 from ..mask_prompts import MaskPrompts
 from ..sam_parts import build_mask_decoder, decode_single_mask
+
+ANCHORS = ('none', 'box')
+MASK_UPSAMPLES = ('logits', 'probs')
 
 
 @MODELS.register_module()
@@ -37,6 +41,20 @@ class SAMPromptMaskHead(BaseModule):
     (the point is to prompt SAM's pre-trained decoder); only a model without
     SAM weights would need it trainable (the demo pre-trains its tiny SAM
     instead: see :class:`BoxPromptedSAM`).
+
+    ``anchor='box'`` (beyond the paper): each RoI's tokens are SAM's own box
+    prompt of the RoI (its two corner tokens: SAM's positional encoding of
+    the corners plus the learned corner embeddings, ``point_embeddings[2:4]``
+    of SAM's prompt encoder, frozen) plus a learned residual,
+    ``residual_scale * generator(roi_feats)`` with ``residual_scale``
+    starting at zero: at step 0 the mask branch is box-prompted SAM, which
+    the frozen decoder was trained to read. ``anchor='none'`` (the paper):
+    the tokens are the generator's alone.
+
+    ``mask_upsample`` says how predicted masks become binary at inference:
+    ``'logits'`` upsamples the logits, then thresholds their sigmoid;
+    ``'probs'`` (the authors' code) applies the sigmoid at low resolution,
+    then upsamples and thresholds.
     """
 
     def __init__(self, *,
@@ -51,10 +69,29 @@ class SAMPromptMaskHead(BaseModule):
                  loss_dice: Optional[dict] = None,
                  chunk_size: int = 32,
                  freeze_decoder: bool = True,
+                 anchor: str = 'none',
+                 mask_upsample: str = 'logits',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        key = 'model.roi_head.mask_head'
+        if anchor not in ANCHORS:
+            raise ConfigError(f'{key}.anchor must be one of {ANCHORS}, got {anchor!r}')
+        if mask_upsample not in MASK_UPSAMPLES:
+            raise ConfigError(f'{key}.mask_upsample must be one of {MASK_UPSAMPLES}, got '
+                              f'{mask_upsample!r}')
         self.embed_dim = embed_dim
-        self.prompt_generator = MODELS.build(dict(embed_dim=embed_dim, **prompt_generator))
+        self.anchor = anchor
+        self.mask_upsample = mask_upsample
+        generator = dict(embed_dim=embed_dim, **prompt_generator)
+        if anchor == 'box':
+            if generator.setdefault('num_tokens', 2) != 2:
+                raise ConfigError(f"{key}.prompt_generator.num_tokens: anchor='box' adds a "
+                                  f"residual to SAM's 2 box tokens, got "
+                                  f"{generator['num_tokens']} tokens")
+            # SAM's prompt_encoder.point_embeddings: 0/1 points, 2/3 box corners
+            self.point_embeddings = nn.ModuleList(nn.Embedding(1, embed_dim) for _ in range(4))
+            self.residual_scale = nn.Parameter(torch.zeros(embed_dim))
+        self.prompt_generator = MODELS.build(generator)
         self.dense_prompt = MODELS.build(dict(embed_dim=embed_dim, **dense_prompt))
         self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
         self.mask_decoder = build_mask_decoder(embed_dim=embed_dim, mlp_dim=decoder_mlp_dim,
@@ -67,6 +104,8 @@ class SAMPromptMaskHead(BaseModule):
 
     def _freeze_sam(self) -> None:
         frozen = [self.pe_layer] + ([self.mask_decoder] if self.freeze_decoder else [])
+        if self.anchor == 'box':
+            frozen.append(self.point_embeddings)
         for module in frozen:
             module.eval()
             for p in module.parameters():
@@ -83,12 +122,31 @@ class SAMPromptMaskHead(BaseModule):
         """SAM's dense positional encoding ``(1, D, h, w)`` of an embedding grid."""
         return self.pe_layer(tuple(size)).unsqueeze(0)
 
-    def prompts(self, roi_feats: Tensor, rois: Tensor, image_embeddings: Tensor) -> MaskPrompts:
+    def box_tokens(self, boxes: Tensor, input_size: Sequence[int]) -> Tensor:
+        """SAM's box prompt ``(N, 2, D)`` of boxes ``(N, 4)`` (xyxy, pixels of the
+        padded input of size ``input_size``), as SAM's ``PromptEncoder`` embeds
+        it: corner positional encodings plus the corner embeddings."""
+        corners = (boxes.float() + 0.5).reshape(-1, 2, 2)  # pixel centres
+        tokens = self.pe_layer.forward_with_coords(corners, tuple(input_size))
+        corner_embed = torch.cat([self.point_embeddings[2].weight,
+                                  self.point_embeddings[3].weight])
+        return tokens + corner_embed
+
+    def prompts(self, roi_feats: Tensor, rois: Tensor, image_embeddings: Tensor, *,
+                input_size: Optional[Sequence[int]] = None) -> MaskPrompts:
         """The decoder's inputs for RoIs ``(N, 5)`` of a batch: sparse tokens from
-        their RoI features ``(N, C, S, S)``, the image embeddings and SAM's PE."""
+        their RoI features ``(N, C, S, S)`` (and, with ``anchor='box'``, their
+        boxes in the padded input of size ``input_size``), the image
+        embeddings and SAM's PE."""
+        tokens = self.prompt_generator(roi_feats)
+        if self.anchor == 'box':
+            if input_size is None:
+                raise ValueError("anchor='box' needs the padded input size of the RoIs")
+            tokens = (self.box_tokens(rois[:, 1:], input_size).to(tokens.dtype)
+                      + self.residual_scale * tokens)
         return MaskPrompts(image_embeddings=image_embeddings,
                            image_pe=self.image_pe(image_embeddings.shape[-2:]),
-                           tokens=self.prompt_generator(roi_feats), img_inds=rois[:, 0].long())
+                           tokens=tokens, img_inds=rois[:, 0].long())
 
     def decode(self, prompts: MaskPrompts, *, dense_prompt: Optional[Tensor] = None) -> Tensor:
         """Low-res single-mask logits ``(N, 1, 4h, 4w)``.
@@ -107,9 +165,11 @@ class SAMPromptMaskHead(BaseModule):
                                       dense_prompt)
         return masks
 
-    def forward(self, roi_feats: Tensor, rois: Tensor, image_embeddings: Tensor) -> Tensor:
+    def forward(self, roi_feats: Tensor, rois: Tensor, image_embeddings: Tensor, *,
+                input_size: Optional[Sequence[int]] = None) -> Tensor:
         """Low-res mask logits ``(N, 1, 4h, 4w)`` for RoIs ``(N, 5)`` of a batch."""
-        return self.decode(self.prompts(roi_feats, rois, image_embeddings))
+        return self.decode(self.prompts(roi_feats, rois, image_embeddings,
+                                        input_size=input_size))
 
     @staticmethod
     def upsample(mask_preds: Tensor, size: Sequence[int]) -> Tensor:
@@ -181,10 +241,13 @@ class SAMPromptMaskHead(BaseModule):
         out_h, out_w = meta['ori_shape'][:2] if rescale else (img_h, img_w)
         masks = []
         for chunk in preds.split(self.chunk_size):  # bounds the full-size float maps
-            m = F.interpolate(chunk.float(), size=(pad_h, pad_w), mode='bilinear',
+            m = chunk.float()
+            if self.mask_upsample == 'probs':
+                m = m.sigmoid()
+            m = F.interpolate(m, size=(pad_h, pad_w), mode='bilinear',
                               align_corners=False)[..., :img_h, :img_w]
             if (out_h, out_w) != (img_h, img_w):
                 m = F.interpolate(m, size=(out_h, out_w), mode='bilinear', align_corners=False)
-            m = m.sigmoid().squeeze(1)
+            m = (m if self.mask_upsample == 'probs' else m.sigmoid()).squeeze(1)
             masks.append(m if activate_map else m >= threshold)
         return torch.cat(masks)

@@ -85,9 +85,9 @@ model = dict(
         mask_head=dict(
             type='SAMPromptMaskHead',
             embed_dim=sam_dim,
+            # 5 tokens per box (2 with anchor='box': SAM's box tokens + a residual)
             prompt_generator=dict(
-                type='SparsePromptGenerator', in_channels=fpn_channels, roi_size=14,
-                num_tokens=5),
+                type='SparsePromptGenerator', in_channels=fpn_channels, roi_size=14),
             dense_prompt=dict(
                 type='DensePrompt', num_groups=16, mode='bilevel', search_interval=(1.0, 3.0)),
             loss_mask=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0))),
