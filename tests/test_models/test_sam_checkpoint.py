@@ -62,6 +62,36 @@ def test_official_checkpoint_loads_without_missing_keys(tmp_path, tiny_model_cfg
     assert load_sam_checkpoint(model, str(path)) == dict(missing=[], unexpected=[], mismatched=[])
 
 
+def test_box_anchor_loads_sams_corner_embeddings(tmp_path, tiny_model_cfg, small_sam):
+    """anchor='box' needs SAM's box-corner embeddings: they load strictly."""
+    path = tmp_path / 'sam_small.pth'
+    torch.save(small_sam.state_dict(), path)
+    model = bipa_for_small_sam(tiny_model_cfg, path, **{'roi_head.mask_head.anchor': 'box'})
+    from bipa.models import load_sam_checkpoint
+    assert load_sam_checkpoint(model, str(path)) == dict(missing=[], unexpected=[], mismatched=[])
+    for i in range(4):
+        assert torch.equal(model.roi_head.mask_head.point_embeddings[i].weight,
+                           small_sam.prompt_encoder.point_embeddings[i].weight)
+
+
+@pytest.mark.parametrize('init', ['zeros', 'normal'])
+def test_scratch_dense_prompt_ignores_no_mask_embed(tmp_path, tiny_model_cfg, small_sam, init):
+    """base='scratch' learns the dense embedding from its own initialisation:
+    SAM's no_mask_embed is neither loaded nor reported missing."""
+    path = tmp_path / 'sam_small.pth'
+    torch.save(small_sam.state_dict(), path)
+    key = 'roi_head.mask_head.dense_prompt'
+    torch.manual_seed(0)
+    model = bipa_for_small_sam(tiny_model_cfg, path, **{f'{key}.base': 'scratch',
+                                                        f'{key}.scratch_init': init})
+    before = model.dense_prompt.embedding.detach().clone()
+    from bipa.models import load_sam_checkpoint
+    assert load_sam_checkpoint(model, str(path)) == dict(missing=[], unexpected=[], mismatched=[])
+    assert torch.equal(model.dense_prompt.embedding.detach(), before)
+    assert before.abs().sum() == 0 if init == 'zeros' else before.std() > 0.5
+    assert model.dense_prompt.embedding.requires_grad
+
+
 def test_missing_checkpoint_names_the_path(tmp_path, tiny_model_cfg):
     model = bipa_for_small_sam(tiny_model_cfg, tmp_path / 'nope.pth')
     with pytest.raises(FileNotFoundError, match='nope.pth'):

@@ -159,3 +159,33 @@ def test_rpn_box_loss_is_the_authors_smooth_l1_and_switchable(tiny_model_cfg, de
     torch.manual_seed(0)
     b = l1.loss(data['inputs'], data['data_samples'])['loss_rpn_bbox']
     assert not torch.allclose(sum(a), sum(b))
+
+
+def test_oracle_boxes_segment_the_ground_truth_boxes(tiny_model_cfg, demo_batch):
+    """test_cfg.oracle_boxes: the detections are the GT boxes (at the original
+    scale, as CocoMetric reads them) with their labels and score 1, and the
+    masks are the mask branch's for those boxes."""
+    cfg = tiny_model_cfg()
+    cfg.test_cfg.oracle_boxes = True
+    model = build(cfg).eval()
+    batch = demo_batch()
+    for sample in batch['data_samples']:  # a resized input: GT stays at the original scale
+        sample.set_metainfo(dict(scale_factor=(1.0, 1.0)))
+    data = model.data_preprocessor(batch, False)
+    out = model.predict(data['inputs'], data['data_samples'])
+    for sample, result in zip(data['data_samples'], out):
+        pred, gt = result.pred_instances, sample.gt_instances
+        torch.testing.assert_close(pred.bboxes, gt.bboxes.float())
+        assert torch.equal(pred.labels, gt.labels) and torch.all(pred.scores == 1)
+        assert pred.masks.shape == (len(gt), *sample.metainfo['ori_shape'][:2])
+    with torch.no_grad():
+        prompts = model.mask_prompts(data['inputs'], data['data_samples'],
+                                     [s.gt_instances.bboxes.float() for s in data['data_samples']])
+        logits = model.mask_logits(prompts, data['inputs'].shape[-2:])
+    first = out[0].pred_instances.masks
+    h, w = first.shape[-2:]
+    assert torch.equal(first, logits[:len(first), :h, :w].sigmoid() >= 0.5)
+    for sample in data['data_samples']:
+        del sample.gt_instances
+    with pytest.raises(ValueError, match='oracle_boxes=True needs the ground truth'):
+        model.predict(data['inputs'], data['data_samples'])

@@ -19,7 +19,8 @@ def test_group_weights_scale_channel_groups():
     ('naive', 'sam', None, [1.0, 1.0, 1.0, 1.0]),
     ('bilevel', 'sam', [2.0, 3.0], None),
     ('bilevel', 'learned', [2.0, 3.0], [2.0, 2.0, 3.0, 3.0]),
-], ids=['frozen', 'naive', 'bilevel', 'bilevel-learned'])
+    ('bilevel', 'scratch', [2.0, 3.0], [2.0, 2.0, 3.0, 3.0]),
+], ids=['frozen', 'naive', 'bilevel', 'bilevel-learned', 'bilevel-scratch'])
 def test_modes_decide_what_trains(mode, base, weights, grad):
     """Only 'naive' and a 'learned' base train e, by the gradient of rho = e * w
     (w repeated over each group's channels); w itself never trains."""
@@ -56,6 +57,8 @@ def test_set_group_weights_is_checked():
     (dict(search_interval=(3.0, 1.0)), 'needs low < high'),
     (dict(search_interval=(2.0, 2.0)), 'needs low < high'),
     (dict(mode='joint'), 'must be one of'),
+    (dict(mode='frozen', base='scratch'), "base='scratch' applies to mode 'bilevel'"),
+    (dict(base='scratch', scratch_init='ones'), 'scratch_init must be one of'),
 ])
 def test_bad_configuration(kwargs, match):
     with pytest.raises(ValueError, match=match):

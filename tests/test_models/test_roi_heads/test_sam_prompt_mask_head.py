@@ -165,3 +165,61 @@ def test_predict_by_feat_gives_one_binary_mask_per_detection(rescale):
     assert torch.equal(out[0].labels, torch.arange(6))
     # an image without detections: no mask, at its own original size
     assert out[1].masks.shape == (0, 50, 40) and len(out[1].bboxes) == 0
+
+
+def test_authors_binarisation_thresholds_upsampled_probabilities():
+    """mask_upsample='probs' (the authors): sigmoid at low resolution, then
+    upsampling; near a mask's edge the two orders disagree."""
+    logits = torch.full((1, 1, 24, 32), -8.0)
+    logits[..., 8:16, 8:16] = 0.5  # a faint square: the edges binarise differently
+    meta = dict(ori_shape=(96, 128), img_shape=(96, 128), pad_shape=(96, 128),
+                batch_input_shape=(96, 128), scale_factor=(1.0, 1.0))
+    masks = {}
+    for mode in ('logits', 'probs'):
+        head = SAMPromptMaskHead(**TINY_HEAD, mask_upsample=mode)
+        results = InstanceData(bboxes=torch.tensor([[0., 0., 50., 50.]]),
+                               scores=torch.ones(1), labels=torch.zeros(1, dtype=torch.long))
+        out = head.predict_by_feat([logits], [results], [meta],
+                                   ConfigDict(mask_thr_binary=0.5), rescale=False)
+        masks[mode] = out[0].masks[0]
+    expected = {}
+    up = F.interpolate(logits, size=(96, 128), mode='bilinear', align_corners=False)[0, 0]
+    expected['logits'] = up.sigmoid() >= 0.5
+    expected['probs'] = F.interpolate(logits.sigmoid(), size=(96, 128), mode='bilinear',
+                                      align_corners=False)[0, 0] >= 0.5
+    for mode in masks:
+        assert torch.equal(masks[mode], expected[mode]), mode
+    assert masks['probs'].sum() != masks['logits'].sum()
+
+
+@pytest.mark.parametrize('arch, params', [('authors', 4_525_824), ('ours', 14_092_160)])
+def test_prompt_generator_sizes_at_vit_h(arch, params):
+    """At ViT-H's sizes (256-channel 14x14 RoI features, 256-d tokens) the
+    authors' generator has 4.5M parameters (their code: 4.5M), ours 14.1M."""
+    from bipa.models.roi_heads import SparsePromptGenerator
+    with torch.device('meta'):
+        generator = SparsePromptGenerator(arch=arch)
+    count = sum(p.numel() for p in generator.parameters())
+    assert count == params
+    if arch == 'authors':
+        assert abs(count - 4.5e6) / 4.5e6 < 0.01
+
+
+@pytest.mark.parametrize('arch', ['authors', 'ours'])
+def test_prompt_generator_tokens(arch):
+    """The token forms: sin(u) + v (authors, u/v interleaved) and [sin t, cos t]."""
+    from bipa.models.roi_heads import SparsePromptGenerator
+    torch.manual_seed(0)
+    generator = SparsePromptGenerator(in_channels=8, roi_size=14, num_tokens=3, embed_dim=16,
+                                      arch=arch, hidden_dim=32).eval()
+    feats = torch.randn(4, 8, 14, 14)
+    tokens = generator(feats)
+    assert tokens.shape == (4, 3, 16)
+    raw = generator.mlp(generator.conv(feats)).view(4, 3, -1)
+    if arch == 'authors':
+        assert raw.shape[-1] == 32
+        torch.testing.assert_close(tokens, torch.sin(raw[..., 0::2]) + raw[..., 1::2])
+        assert isinstance(generator.conv[1], torch.nn.BatchNorm2d)
+    else:
+        torch.testing.assert_close(tokens.norm(dim=-1), torch.full((4, 3), 8 ** 0.5))
+    assert generator(torch.zeros(0, 8, 14, 14)).shape == (0, 3, 16)
