@@ -13,8 +13,10 @@
    loop: adaptation rounds with the Optuna prompt search, then fine-tuning);
 6. reports each search round: f at the identity prompt, the best f and rho;
 7. evaluates the trained checkpoint on the test split (what ``tools/test.py``
-   prints for it) and draws test images: in air, the ground truth and BiPA's
-   prediction under water, enlarged 4 times.
+   prints for it), and its masks alone: the true boxes as detections
+   (``model.test_cfg.oracle_boxes``), under water and in air, beside SAM's;
+8. draws test images: in air, the ground truth and BiPA's prediction under
+   water, enlarged 4 times.
 
     python tools/demo.py [--work-dir work_dirs/bipa_demo_synthetic] [--rebuild-sam]
 """
@@ -41,6 +43,7 @@ BENCHMARK = dict(image_size=(128, 128), seed=0, min_object_size=0.3)
 PRETRAIN_DATA = dict(splits=dict(train=4000, val=100), image_size=(128, 128), seed=1,
                      min_object_size=0.2, medium='in_air')
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/segm_mAP_50')
+GAP_KEYS = ('coco/segm_mAP', 'coco/segm_mAP_50', 'coco/segm_mAP_75')
 
 
 def ensure_data(root: str, **spec) -> None:
@@ -167,6 +170,11 @@ def main(argv=None):
     print('[demo] the trained checkpoint on the underwater test split')
     after = test_checkpoint(CONFIG, checkpoint, data_root=DATA, cfg_options=quiet,
                             work_dir=osp.join(work, 'test'))
+    print('[demo] its masks alone: the true boxes as detections, under water and in air')
+    oracle = {name: test_checkpoint(CONFIG, checkpoint, data_root=root,
+                                    cfg_options={**quiet, 'model.test_cfg.oracle_boxes': True},
+                                    work_dir=osp.join(work, f'oracle_{name}'))
+              for name, root in (('underwater', DATA), ('in_air', IN_AIR))}
     dataset = Runner.build_dataloader(runner.cfg.test_dataloader).dataset
     grid = draw_examples(runner.model, dataset, dataset.metainfo['classes'], [0, 1, 2, 3],
                          osp.join(work, 'demo_predictions'))
@@ -179,6 +187,7 @@ def main(argv=None):
         domain_gap={m: {k: gap[m][k] for k in gap[m] if k.startswith('coco/')} for m in gap},
         before={k: before[k] for k in METRICS},
         after={k: after[k] for k in sorted(after) if k.startswith('coco/')},
+        oracle_boxes={m: {k: oracle[m][k] for k in GAP_KEYS} for m in oracle},
         search=rounds, checkpoint=checkpoint, predictions=grid)
     with open(osp.join(work, 'demo_summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
@@ -190,6 +199,11 @@ def main(argv=None):
     print(f'  {"":16s} {"bbox mAP":>9s} {"segm mAP":>9s} {"segm AP50":>10s}')
     for name, m in (('before training', before), ('trained', after)):
         print(f'  {name:16s} ' + ' '.join(f'{m[k]:{w}.3f}' for k, w in zip(METRICS, (9, 9, 10))))
+    print('[demo] 4. masks given the true boxes (segm mAP): the mask branch alone')
+    print(f'  {"":28s} {"under water":>11s} {"in air":>7s}')
+    for name, m in (('SAM, pre-trained in air', gap), ('BiPA, trained under water', oracle)):
+        print(f'  {name:28s} {m["underwater"]["coco/segm_mAP"]:11.3f} '
+              f'{m["in_air"]["coco/segm_mAP"]:7.3f}')
     print(f'[demo] done in {minutes:.1f} min; checkpoint {checkpoint} (tools/test.py '
           f'{osp.relpath(CONFIG, ROOT)} {checkpoint} gives the same table); drawings {grid}')
     return summary

@@ -63,7 +63,8 @@ class SparsePromptGenerator(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, roi_feats: torch.Tensor) -> torch.Tensor:
-        t = self.mlp(self.conv(roi_feats)).view(-1, self.num_tokens, self.mlp[-1].out_features // self.num_tokens)
+        per_token = self.mlp[-1].out_features // self.num_tokens
+        t = self.mlp(self.conv(roi_feats)).view(-1, self.num_tokens, per_token)
         if self.token_form == 'sincos':
             return torch.cat([torch.sin(t), torch.cos(t)], dim=-1)
         return torch.sin(t[..., ::2]) + t[..., 1::2]
