@@ -88,3 +88,18 @@ def test_detector_classes_match_the_dataset(path):
         return
     dataset = DATASETS.get(cfg.train_dataloader.dataset.type)
     assert head.num_classes == len(dataset.METAINFO['classes'])
+
+
+@pytest.mark.parametrize('name, millions', [('bipa_uiis.py', 748.137),
+                                            ('bipa_uiis_authors.py', 735.5)])
+def test_vit_h_parameter_counts(name, millions):
+    """On the meta device (no memory): the paper config's 748.1M, and the
+    authors'-choices config's 735.5M = the authors' 737.4M minus the two modules
+    their code builds but never calls (a 13th adapter block, 1.64M; four FPN
+    lateral convs, 0.26M)."""
+    import torch
+    cfg = Config.fromfile(str(ROOT / 'configs' / name))
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    count = sum(p.numel() for p in model.parameters()) / 1e6
+    assert abs(count - millions) / millions < (0.002 if 'authors' in name else 1e-5), count

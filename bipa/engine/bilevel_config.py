@@ -77,7 +77,8 @@ class SearchConfig(_TypedConfig):
 
 @dataclass(frozen=True)
 class FinetuneConfig(_TypedConfig):
-    """``train_cfg.finetune``: the fine-tuning phase's learning rate."""
+    """``train_cfg.finetune``: the fine-tuning phase's learning rate and
+    optimizer state."""
 
     KEY = 'train_cfg.finetune'
 
@@ -89,3 +90,7 @@ class FinetuneConfig(_TypedConfig):
     #: schedulers counted from the phase's start (mmengine's param_scheduler format)
     param_scheduler: list = _checked('a list of scheduler dicts', _list_of_dicts,
                                      default_factory=list)
+    #: clear the optimizer's state (AdamW's moments and step counts) when the
+    #: phase starts, as the authors' separate stage-2 run starts a fresh optimizer
+    reset_optimizer: bool = _checked('True or False', lambda v: isinstance(v, bool),
+                                     default=False)

@@ -131,7 +131,8 @@ class BilevelLoop(IterBasedTrainLoop):
     ``begin``/``end``/milestones from the start of its phase (iterations, or
     epochs of D_tr with ``by_epoch=True``) and ends with it. Fine-tuning
     restarts every parameter group at its initial rate, scaled to
-    ``finetune.lr`` (the paper's eta-bar_omega) when set.
+    ``finetune.lr`` (the paper's eta-bar_omega) when set, and with
+    ``finetune.reset_optimizer`` clears the optimizer's state (moments).
 
     ``search`` (:class:`SearchConfig`) configures the upper level: D_val's
     pipeline and loader, the sampler and its seed, the Optuna storage.
@@ -345,18 +346,24 @@ class BilevelLoop(IterBasedTrainLoop):
     def start_finetune(self) -> None:
         """Enter the fine-tuning phase: each parameter group restarts from its
         initial learning rate (times ``finetune.lr`` / the optimizer's ``lr``
-        when set: the paper's eta-bar_omega), and rho* is frozen."""
+        when set: the paper's eta-bar_omega), the optimizer's state is cleared
+        with ``finetune.reset_optimizer``, and rho* is frozen."""
         optimizer = self.runner.optim_wrapper.optimizer
         lr = self.finetune_cfg.lr
         factor = 1.0 if lr is None else lr / optimizer.defaults['lr']
         for group in optimizer.param_groups:
             group['lr'] = group.get('initial_lr', group['lr']) * factor
+        if self.finetune_cfg.reset_optimizer:
+            # per-parameter state is created again at the next step (step 1)
+            optimizer.state.clear()
         if self.strategy == 'bilevel':
             self.detector.dense_prompt.freeze()
         self.runner.logger.info(
             f'fine-tuning phase from iteration {self.adaptation_iters} (after the last '
             f'search, rho* frozen): learning rate restarts at '
-            f'{optimizer.param_groups[0]["lr"]:.3g}')
+            f'{optimizer.param_groups[0]["lr"]:.3g}'
+            + (', optimizer state cleared (train_cfg.finetune.reset_optimizer)'
+               if self.finetune_cfg.reset_optimizer else ''))
 
     @property
     def detector(self):

@@ -237,10 +237,64 @@ def test_epoch_schedulers_count_from_the_phase_start(loop_cfg):
      r'train_cfg\.finetune\.param_scheduler: MultiStepLR counts epochs'),
     (dict(learning_rate=1e-3), r"train_cfg\.finetune has unknown key\(s\) \['learning_rate'\]"),
     (dict(lr=-1), r'train_cfg\.finetune\.lr must be a positive number'),
+    (dict(reset_optimizer=1), r'train_cfg\.finetune\.reset_optimizer must be True or False, got 1'),
 ])
 def test_bad_finetune_config(loop_cfg, finetune, match):
     with pytest.raises(ValueError, match=match):
         Runner.from_cfg(loop_cfg(finetune=finetune)).train()
+
+
+class RecordAdamSteps(Hook):
+    """AdamW's step counts over the parameters after every iteration (after the
+    phase switch of that iteration); an empty set: no optimizer state."""
+
+    def __init__(self):
+        self.steps = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        state = runner.optim_wrapper.optimizer.state
+        self.steps.append({int(s['step']) for s in state.values()})
+
+
+def short_finetune_cfg(loop_cfg, reset_optimizer, **kwargs):
+    """2 adaptation and 2 fine-tuning iterations, no search (a frozen prompt)."""
+    cfg = loop_cfg(T=1, K_a=2, K_c=2, finetune=dict(reset_optimizer=reset_optimizer), **kwargs)
+    cfg.model.roi_head.mask_head.dense_prompt.mode = 'frozen'
+    return cfg
+
+
+@pytest.mark.parametrize('reset_optimizer, steps', [
+    (False, [{1}, {2}, {3}, {4}]),
+    (True, [{1}, set(), {1}, {2}]),  # cleared at the switch, fresh from the next step
+])
+def test_finetune_can_reset_the_optimizer(loop_cfg, reset_optimizer, steps):
+    hook = RecordAdamSteps()
+    run(short_finetune_cfg(loop_cfg, reset_optimizer), hook)
+    assert hook.steps == steps
+
+
+def test_resume_after_an_optimizer_reset(loop_cfg, tmp_path):
+    """Killed in either fine-tuning iteration, a run resumes from the previous
+    checkpoint (the first one written right after the reset), neither losing
+    the reset nor repeating it, and ends as an uninterrupted run."""
+    reference = run(short_finetune_cfg(loop_cfg, True, work_dir=tmp_path / 'ref'))
+    for kill_at, steps_after in ((3, [{1}, {2}]), (4, [{2}])):
+        work_dir = tmp_path / f'killed_at_{kill_at}'
+        cfg = short_finetune_cfg(loop_cfg, True, work_dir=work_dir)
+        cfg.default_hooks.checkpoint.interval = 1
+        with pytest.raises(Killed):
+            run(cfg, KillAt(kill_at))
+        if kill_at == 3:
+            checkpoint = torch.load(work_dir / 'iter_2.pth', weights_only=False)
+            assert checkpoint['optimizer']['state'] == {}
+        cfg = short_finetune_cfg(loop_cfg, True, work_dir=work_dir)
+        cfg.resume = True
+        hook = RecordAdamSteps()
+        resumed = run(cfg, hook)
+        assert hook.steps == steps_after, kill_at
+        for (name, a), b in zip(reference.model.state_dict().items(),
+                                resumed.model.state_dict().values()):
+            assert torch.equal(a, b), (kill_at, name)
 
 
 def with_val_split(cfg, tiny_data):

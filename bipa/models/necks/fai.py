@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule, build_norm_layer
 from mmdet.registry import MODELS
-from mmdet.utils import ConfigType, OptMultiConfig
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
@@ -22,6 +22,7 @@ from ..layers.norm import LayerNorm2d
 
 FUSIONS = ('fai', 'sum')
 MULTISCALE_CONVS = ('full', 'depthwise')
+VIT_CHANNEL_ATTENTIONS = ('per_level', 'shared')
 
 
 class MultiScaleConv(nn.Module):
@@ -64,8 +65,9 @@ class ScaleAwareSampling(nn.Sequential):
     """Resamples a map from ``in_stride`` to ``out_stride``.
 
     Upsampling by ``2**n`` is ``n`` stride-2 transposed convs with norm + GELU
-    between them; downsampling by ``k`` is a ``k x k`` max-pool; equal strides
-    give the identity.
+    between them (GELU only, the authors' code, with ``norm_cfg=None``; a
+    transposed conv has a bias unless a norm follows it); downsampling by ``k``
+    is a ``k x k`` max-pool; equal strides give the identity.
     """
 
     def __init__(self,
@@ -73,7 +75,7 @@ class ScaleAwareSampling(nn.Sequential):
                  *,
                  in_stride: int,
                  out_stride: int,
-                 norm_cfg: ConfigType = dict(type='BN', requires_grad=True)
+                 norm_cfg: OptConfigType = dict(type='BN', requires_grad=True)
                  ) -> None:
         layers: List[nn.Module] = []
         if out_stride < in_stride:
@@ -85,12 +87,14 @@ class ScaleAwareSampling(nn.Sequential):
                     'needs a power-of-two ratio')
             for i in range(num_up):
                 last = i == num_up - 1
+                normed = not last and norm_cfg is not None
                 layers.append(
                     nn.ConvTranspose2d(channels, channels, 2, stride=2,
-                                       bias=last))
+                                       bias=not normed))
+                if normed:
+                    layers.append(build_norm_layer(norm_cfg, channels)[1])
                 if not last:
-                    layers += [build_norm_layer(norm_cfg, channels)[1],
-                               nn.GELU()]
+                    layers.append(nn.GELU())
         elif out_stride > in_stride:
             ratio = out_stride // in_stride
             if ratio * in_stride != out_stride:
@@ -148,6 +152,14 @@ class FAINeck(BaseModule):
             local features (the authors: 8, at every level).
         multiscale_conv: ``'full'`` (the authors) or ``'depthwise'`` KxK convs
             of the ViT branch, see :class:`MultiScaleConv`.
+        vit_channel_attention: Channel attention on the ViT hidden states:
+            ``'per_level'``, one :class:`ChannelAttention` per level (reduction
+            4, GELU, biases), or ``'shared'`` (the authors' code), one module
+            for all levels (reduction 16, ReLU, no biases; ~3.1M fewer
+            parameters at ViT-H sizes).
+        sampling_norm: Norm between the transposed convs of
+            :class:`ScaleAwareSampling` (``norm_cfg``); False (the authors'
+            code): GELU only.
         norm_cfg: Norm of the conv blocks before the fusion.
         local_strides: Stride of each local feature.
         vit_stride: Stride of the ViT hidden states.
@@ -163,6 +175,8 @@ class FAINeck(BaseModule):
                  alpha_channels: int = 1,
                  ema_group_channels: int = 8,
                  multiscale_conv: str = 'full',
+                 vit_channel_attention: str = 'per_level',
+                 sampling_norm: bool = True,
                  norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
                  local_strides: Sequence[int] = (4, 8, 16, 32),
                  vit_stride: int = 16,
@@ -195,14 +209,10 @@ class FAINeck(BaseModule):
                 ConvModule(c, out_channels, 1, norm_cfg=norm_cfg,
                            act_cfg=dict(type='ReLU')))
             for c in local_channels)
-        self.vit_branches = nn.ModuleList(
-            nn.Sequential(
-                ChannelAttention(vit_channels),
-                MultiScaleConv(vit_channels, out_channels,
-                               conv=multiscale_conv, norm_cfg=norm_cfg),
-                ScaleAwareSampling(out_channels, in_stride=vit_stride,
-                                   out_stride=s, norm_cfg=norm_cfg))
-            for s in local_strides)
+        self._build_vit_branches(
+            vit_channels, out_channels, attention=vit_channel_attention,
+            sampling_norm=sampling_norm, multiscale_conv=multiscale_conv,
+            norm_cfg=norm_cfg, vit_stride=vit_stride)
         if fusion == 'fai':
             self.weight_generators = nn.ModuleList(
                 WeightGenerator(out_channels, alpha_channels=alpha_channels,
@@ -213,6 +223,37 @@ class FAINeck(BaseModule):
                 nn.Conv2d(out_channels, out_channels, 3, padding=1,
                           bias=False), LayerNorm2d(out_channels))
             for _ in local_channels)
+
+    def _build_vit_branches(self, vit_channels: int, out_channels: int, *,
+                            attention: str, sampling_norm: bool,
+                            multiscale_conv: str, norm_cfg: ConfigType,
+                            vit_stride: int) -> None:
+        """``F_v → F̄_v``: channel attention, :class:`MultiScaleConv`,
+        :class:`ScaleAwareSampling` to the level's stride.
+
+        The attention is ``vit_branches[v][0]`` per level, or the one
+        ``vit_channel_attention`` shared by all levels; the other place holds
+        an identity, so that the keys of both layouts stay as they are.
+        """
+        if attention not in VIT_CHANNEL_ATTENTIONS:
+            raise ConfigError(
+                f'model.neck.vit_channel_attention must be one of '
+                f'{VIT_CHANNEL_ATTENTIONS}, got {attention!r}')
+        if not isinstance(sampling_norm, bool):
+            raise ConfigError(
+                f'model.neck.sampling_norm must be True or False, got {sampling_norm!r}')
+        shared = attention == 'shared'
+        self.vit_channel_attention = ChannelAttention(
+            vit_channels, reduction=16, act_cfg=dict(type='ReLU'),
+            bias=False) if shared else nn.Identity()
+        self.vit_branches = nn.ModuleList(
+            nn.Sequential(
+                nn.Identity() if shared else ChannelAttention(vit_channels),
+                MultiScaleConv(vit_channels, out_channels,
+                               conv=multiscale_conv, norm_cfg=norm_cfg),
+                ScaleAwareSampling(out_channels, in_stride=vit_stride, out_stride=s,
+                                   norm_cfg=norm_cfg if sampling_norm else None))
+            for s in self.local_strides)
 
     def fuse(self, vit_feats: Sequence[Tensor],
              local_feats: Sequence[Tensor]) -> List[Tensor]:
@@ -225,7 +266,7 @@ class FAINeck(BaseModule):
         fused = []
         for v in range(self.num_levels):
             g = self.local_branches[v](local_feats[v])
-            f = self.vit_branches[v](vit_feats[v])
+            f = self.vit_branches[v](self.vit_channel_attention(vit_feats[v]))
             if f.shape[-2:] != g.shape[-2:]:
                 raise ValueError(
                     f'level {v}: ViT feature {tuple(vit_feats[v].shape[-2:])} '

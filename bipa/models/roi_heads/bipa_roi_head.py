@@ -1,5 +1,6 @@
 from typing import Optional
 
+import torch
 import torch.nn.functional as F
 from mmdet.models.layers import SinePositionalEncoding
 from mmdet.models.roi_heads import StandardRoIHead
@@ -8,8 +9,11 @@ from mmdet.structures import SampleList
 from mmdet.utils import InstanceList
 from torch import Tensor
 
+from ...utils import ConfigError
 from ..mask_prompts import MaskPrompts
 from ..prompted_features import PromptedFeatures
+
+PE_MASKS = ('padding', 'none')
 
 
 @MODELS.register_module()
@@ -21,12 +25,22 @@ class BiPARoIHead(StandardRoIHead):
     made contiguous float32 there, see :meth:`add_positional_encoding`), and the
     mask branch is :class:`SAMPromptMaskHead`, which also needs the SAM image
     embeddings carried by :class:`PromptedFeatures`.
+
+    ``pe_mask`` sets the region the sine PE spans: ``'padding'``, each image's
+    own extent (its padding masked out), computed at each level's size; or
+    ``'none'`` (the authors' code), the whole padded canvas whatever the
+    image's size (an all-False mask), computed at the first level's size and
+    resized bilinearly to the others.
     """
 
     def __init__(self, *, positional_encoding: Optional[dict] = dict(num_feats=128,
                                                                      normalize=True),
-                 **kwargs) -> None:
+                 pe_mask: str = 'padding', **kwargs) -> None:
         super().__init__(**kwargs)
+        if pe_mask not in PE_MASKS:
+            raise ConfigError(f'model.roi_head.pe_mask must be one of {PE_MASKS}, '
+                              f'got {pe_mask!r}')
+        self.pe_mask = pe_mask
         self.positional_encoding = (SinePositionalEncoding(**positional_encoding)
                                     if positional_encoding is not None else None)
 
@@ -41,18 +55,28 @@ class BiPARoIHead(StandardRoIHead):
         """
         if self.positional_encoding is None:
             return x.replace_levels(feat.float().contiguous() for feat in x)
+        if self.pe_mask == 'padding':
+            pes = [self.positional_encoding(mask)
+                   for mask in self._padding_masks(x, batch_data_samples)]
+        else:  # the whole canvas at the first level, resized to the others
+            first = self.positional_encoding(
+                torch.zeros((1, *x[0].shape[-2:]), dtype=torch.bool, device=x[0].device))
+            pes = [F.interpolate(first, size=feat.shape[-2:], mode='bilinear',
+                                 align_corners=False) for feat in x]
+        return x.replace_levels((feat.float() + pe).contiguous() for feat, pe in zip(x, pes))
+
+    @staticmethod
+    def _padding_masks(x: PromptedFeatures, batch_data_samples: SampleList) -> list:
+        """Per level, ``(B, h, w)`` masks that are True on each image's padding
+        (as DETR-style encoders expect)."""
         metas = [s.metainfo for s in batch_data_samples]
         pad_h, pad_w = metas[0]['batch_input_shape']
-        # 1 marks padding, as DETR-style encoders expect
         padding = x[0].new_ones((len(metas), pad_h, pad_w))
         for i, meta in enumerate(metas):
             img_h, img_w = meta['img_shape'][:2]
             padding[i, :img_h, :img_w] = 0
-        levels = []
-        for feat in x:
-            mask = F.interpolate(padding[:, None], size=feat.shape[-2:]).squeeze(1).bool()
-            levels.append((feat.float() + self.positional_encoding(mask)).contiguous())
-        return x.replace_levels(levels)
+        return [F.interpolate(padding[:, None], size=feat.shape[-2:]).squeeze(1).bool()
+                for feat in x]
 
     def loss(self, x: PromptedFeatures, rpn_results_list: InstanceList,
              batch_data_samples: SampleList) -> dict:
@@ -74,7 +98,8 @@ class BiPARoIHead(StandardRoIHead):
         :meth:`add_positional_encoding`. The one mask-branch path: training,
         inference and the prompt search (:meth:`BiPA.mask_prompts`) use it."""
         mask_feats = self.mask_roi_extractor(x[:self.mask_roi_extractor.num_inputs], rois)
-        return self.mask_head.prompts(mask_feats, rois, x.image_embeddings)
+        return self.mask_head.prompts(mask_feats, rois, x.image_embeddings,
+                                      input_size=x.input_size)
 
     def _mask_forward(self, x: PromptedFeatures, rois: Tensor = None,
                       pos_inds: Optional[Tensor] = None,

@@ -3,7 +3,9 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from mmcv.ops import roi_align
+from mmdet.models.layers import SinePositionalEncoding
 from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
 
 from bipa.models.prompted_features import PromptedFeatures
 from tests.conftest import sampling_result
@@ -80,3 +82,36 @@ def test_mask_loss_compares_each_roi_with_its_assigned_gt(tiny_model_cfg, demo_b
     torch.testing.assert_close(loss, loss_against(assigned))
     first = torch.cat([m[[0] * (len(inds) - inds.count(0))] for m, inds in zip(masks, gt_inds)])
     assert not torch.allclose(loss, loss_against(first), rtol=1e-3)  # GT 0 for every RoI
+
+
+def _pe_levels(pe_mask):
+    head = MODELS.build(dict(type='BiPARoIHead', pe_mask=pe_mask,
+                             positional_encoding=dict(num_feats=8, normalize=True)))
+    torch.manual_seed(0)
+    x = PromptedFeatures([torch.randn(3, 16, 128 // s, 128 // s) for s in (4, 8, 16, 32)],
+                         image_embeddings=None)
+    samples = []
+    for shape in ((96, 128), (128, 64), (128, 128)):  # (h, w) in a 128 x 128 batch
+        sample = DetDataSample()
+        sample.set_metainfo(dict(img_shape=shape, batch_input_shape=(128, 128)))
+        samples.append(sample)
+    return x, head.add_positional_encoding(x, samples)
+
+
+def test_pe_mask_none_spans_the_padded_canvas():
+    """'none' (the authors): the all-canvas PE of level 0, resized to each level."""
+    x, padding = _pe_levels('padding')
+    _, none = _pe_levels('none')
+    pe = SinePositionalEncoding(num_feats=8, normalize=True)
+    first = pe(torch.zeros(1, *x[0].shape[-2:], dtype=torch.bool))
+    for level, (feat, p, n) in enumerate(zip(x, padding, none)):
+        canvas = torch.nn.functional.interpolate(first, size=feat.shape[-2:], mode='bilinear',
+                                                 align_corners=False)
+        torch.testing.assert_close(n, feat + canvas, rtol=0, atol=0)
+        if level == 0:  # the image fills the canvas: no padding, nothing resized
+            torch.testing.assert_close(p[2], n[2])
+        else:  # resized from level 0 is not computed at the level
+            assert not torch.allclose(p[2], n[2])
+        assert not torch.allclose(p[0], n[0]) and not torch.allclose(p[1], n[1])
+    with pytest.raises(ValueError, match=r"model\.roi_head\.pe_mask must be one of .*'none'"):
+        MODELS.build(dict(type='BiPARoIHead', pe_mask='zeros'))
