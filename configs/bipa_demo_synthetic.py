@@ -3,8 +3,9 @@
 # the synthetic underwater dataset, sized to train and evaluate on a laptop
 # CPU. `make demo` measures the SAM's domain gap, trains, tests and draws.
 _base_ = [
-    './_base_/models/bipa_vit-tiny.py', './_base_/datasets/synthetic_underwater_demo.py',
-    './_base_/schedules/bilevel_paper.py', './_base_/default_runtime.py'
+    './_base_/models/bipa_vit-tiny.py', './_base_/models/mask_branch_box.py',
+    './_base_/datasets/synthetic_underwater_demo.py', './_base_/schedules/bilevel_paper.py',
+    './_base_/default_runtime.py'
 ]
 
 # BiPA adapts a SAM pre-trained in air: the tiny SAM of
@@ -12,9 +13,7 @@ _base_ = [
 # shipped in checkpoints/. As in BiPA, its ViT and mask decoder stay frozen:
 # adapters, FAI, RPN, RoI heads and the prompt generator learn. The local
 # ResNet has no ImageNet weights here, so it is trained too.
-# The mask branch starts from box-prompted SAM (README, "The mask branch"):
-# each RoI's tokens are SAM's box prompt plus a zero-initialised residual
-# (anchor='box'), and Dice joins the mask BCE in training (f stays BCE).
+# The mask branch starts from box-prompted SAM (README, "The mask branch").
 model = dict(
     sam_checkpoint='checkpoints/sam_vit-tiny_inair.pth',
     local_backbone=dict(
@@ -23,10 +22,7 @@ model = dict(
         bbox_roi_extractor=dict(roi_layer=dict(sampling_ratio=2)),
         mask_roi_extractor=dict(roi_layer=dict(sampling_ratio=2)),
         bbox_head=dict(num_classes=5),
-        mask_head=dict(
-            anchor='box',
-            loss_dice=dict(type='DiceLoss', use_sigmoid=True, activate=True, naive_dice=True,
-                           eps=1.0, loss_weight=1.0))),
+        mask_head={{_base_.mask_branch}}),
     # fewer proposals and RoIs than at 1024 px: CPU time goes to RoIAlign
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=600, max_per_img=300),
