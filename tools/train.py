@@ -21,7 +21,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a path, from the latest one in the '
-        'work dir (training, search and fine-tuning all resume where they stopped)')
+        'work dir, or the newest readable iter_*.pth if that one is torn (training, search '
+        'and fine-tuning all resume where they stopped)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, e.g. train_cfg.strategy=naive')

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from ..models.layers.dense_prompt import DENSE_PROMPT_MODES
 from ..utils import ConfigError, get_rng_states, lock_work_dir, set_rng_states
+from ..utils.checkpoint_files import ATOMIC_BACKEND, LAST_CHECKPOINT, write_text_atomic
 from .bilevel_config import FinetuneConfig, SearchConfig
 from .prompt_objective import MaskObjective
 from .prompt_search import PromptSearch
@@ -441,14 +442,16 @@ class BilevelLoop(IterBasedTrainLoop):
 
     def _save_checkpoint(self, iteration: int) -> None:
         """A checkpoint of w right before a search, so that a run killed during
-        the search resumes it from the same weights."""
+        the search resumes it from the same weights. Written whole or not at
+        all (a temporary file renamed), then named in ``last_checkpoint``
+        (also renamed into place). ``CheckpointHook`` may write the same file
+        again after the search: rho* and the next round's state replace it."""
         work_dir = self.runner.work_dir
         filename = f'iter_{iteration}.pth'
         self.runner.save_checkpoint(work_dir, filename, meta=dict(iter=iteration),
-                                    by_epoch=False)
+                                    by_epoch=False, backend_args=dict(backend=ATOMIC_BACKEND))
         if is_main_process():
-            with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
-                f.write(osp.join(work_dir, filename))
+            write_text_atomic(osp.join(work_dir, LAST_CHECKPOINT), osp.join(work_dir, filename))
 
     def build_search(self) -> PromptSearch:
         cfg = self.search_cfg

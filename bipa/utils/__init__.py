@@ -1,4 +1,5 @@
 from .checkpoint_compat import register_checkpoint_safe_globals
+from .checkpoint_files import UnreadableCheckpointError, checkpoint_problem, find_resume_checkpoint
 from .config_error import ConfigError
 from .dataset_compat import fix_dataset_subset_memo
 from .rng import get_rng_states, set_rng_states
@@ -10,5 +11,6 @@ __all__ = [
     'ConfigError', 'register_checkpoint_safe_globals', 'fix_dataset_subset_memo',
     'get_rng_states', 'set_rng_states', 'load_run_config', 'setup_launcher',
     'setup_cuda_allocator', 'shutdown_distributed',
-    'WorkDirBusyError', 'lock_work_dir', 'examples'
+    'WorkDirBusyError', 'lock_work_dir', 'examples', 'UnreadableCheckpointError',
+    'checkpoint_problem', 'find_resume_checkpoint'
 ]
