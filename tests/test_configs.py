@@ -54,6 +54,14 @@ def test_config_builds_its_datasets(path, tiny_data, tmp_path, monkeypatch):
             assert Path(evaluator.ann_file) == ann  # COCO scores the same json
 
 
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: str(p.relative_to(ROOT / 'configs')))
+def test_config_has_no_unknown_key(path):
+    """Every key of the model, datasets, pipelines and train_cfg is one its
+    class takes (what tools/train.py and tools/test.py check first)."""
+    from bipa.utils import check_config
+    check_config(Config.fromfile(str(path)))
+
+
 @pytest.mark.parametrize('name, expected', [
     ('bipa_usis10k.py', 'multi_class_annotations/multi_class_val_annotations.json'),
     ('bipa_usis10k_foreground.py', 'foreground_annotations/foreground_val_annotations.json'),

@@ -17,8 +17,11 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-python -m torch.distributed.run \
+# exec: torchrun stays in this script's process group, so a signal to the group
+# (Ctrl-C, kill -9) reaches it; its workers, which torchrun starts in sessions of
+# their own, are SIGKILLed by the kernel when it ends (bipa.utils.die_with_launcher).
+BIPA_LAUNCHER_PID=$$ PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
+exec python -m torch.distributed.run \
     --nnodes=$NNODES \
     --node_rank=$NODE_RANK \
     --master_addr=$MASTER_ADDR \

@@ -159,18 +159,44 @@ class _UnderwaterCocoDataset(CocoDataset):
     Instances with a box outside the image, a degenerate box, zero area or an
     empty mask are skipped (as mmdet skips most of them silently); their
     number per reason is logged once per annotation file.
+
+    Annotations of a category that the json declares but that is not one of
+    the dataset's classes (which mmdet and CocoMetric both leave out without
+    a word) are an :class:`AnnotationError`; with
+    ``ignore_extra_categories=True`` they are dropped with one warning giving
+    their number per category.
     """
     COCOAPI = _CheckedCOCO
 
+    def __init__(self, *args, ignore_extra_categories: bool = False, **kwargs):
+        self.ignore_extra_categories = ignore_extra_categories
+        super().__init__(*args, **kwargs)
+
     def load_data_list(self) -> List[dict]:
         self._skipped = Counter()
+        self._extra = Counter()  # category name -> annotations not of a class
         self.skipped_annotations: List[tuple] = []  # (annotation id, reason)
         data_list = super().load_data_list()
+        self._check_extra_categories()
         if self._skipped:
             reasons = ', '.join(f'{n} {why}' for why, n in sorted(self._skipped.items()))
             print_log(f'{self.ann_file}: skipped {sum(self._skipped.values())} instance(s): '
                       f'{reasons}', logger='current', level=logging.WARNING)
         return data_list
+
+    def _check_extra_categories(self) -> None:
+        if not self._extra:
+            return
+        counts = ', '.join(f"'{name}' ({n})" for name, n in sorted(self._extra.items()))
+        total = sum(self._extra.values())
+        if not self.ignore_extra_categories:
+            raise AnnotationError(
+                f'{self.ann_file}: {total} annotation(s) of categories that are not classes of '
+                f'{type(self).__name__}: {counts}; give them a class in the json, remove them, '
+                'or set ignore_extra_categories=True in the dataset config to drop them')
+        print_log(f'{self.ann_file}: dropped {total} annotation(s) of categories that are not '
+                  f'classes (ignore_extra_categories=True): {counts}',
+                  logger='current', level=logging.WARNING)
 
     def filter_data(self) -> List[dict]:
         kept = super().filter_data()
@@ -185,7 +211,11 @@ class _UnderwaterCocoDataset(CocoDataset):
         img_info = raw_data_info['raw_img_info']
         kept = []
         for ann in raw_data_info['raw_ann_info']:
-            why = None if ann.get('ignore', False) else _instance_defect(ann, img_info)
+            ignored = ann.get('ignore', False)
+            if not ignored and ann['category_id'] not in self.cat_ids:  # mmdet would skip it
+                self._extra[self.coco.cats[ann['category_id']]['name']] += 1
+                continue
+            why = None if ignored else _instance_defect(ann, img_info)
             if why is None:
                 kept.append(ann)
             else:

@@ -1,9 +1,9 @@
 from .atomic_checkpoint_hook import AtomicCheckpointHook
-from .bilevel_config import FinetuneConfig, SearchConfig
+from .bilevel_config import BilevelConfig, FinetuneConfig, SearchConfig
 from .bilevel_loop import BilevelLoop
 from .prompt_objective import MaskObjective
 from .prompt_search import PromptSearch
 from .sync_norm_stats_hook import SyncNormStatsHook
 
-__all__ = ['AtomicCheckpointHook', 'BilevelLoop', 'FinetuneConfig', 'MaskObjective', 'PromptSearch',
-           'SearchConfig', 'SyncNormStatsHook']
+__all__ = ['AtomicCheckpointHook', 'BilevelConfig', 'BilevelLoop', 'FinetuneConfig',
+           'MaskObjective', 'PromptSearch', 'SearchConfig', 'SyncNormStatsHook']

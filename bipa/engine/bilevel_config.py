@@ -1,11 +1,13 @@
-"""Typed sub-configurations of ``train_cfg`` for :class:`BilevelLoop`."""
+"""``train_cfg`` of :class:`BilevelLoop`, typed: every key checked in one place."""
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from ..models.layers.dense_prompt import DENSE_PROMPT_MODES
 from ..utils import ConfigError
 
 Check = Callable[[Any], bool]
+UNITS = ('iter', 'epoch')
 
 
 def _positive_int(v) -> bool:
@@ -20,6 +22,14 @@ def _optional(check: Check) -> Check:
     return lambda v: v is None or check(v)
 
 
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _one_of(choices: tuple) -> Check:
+    return lambda v: isinstance(v, (str, type(None))) and v in choices
+
+
 def _list_of_dicts(v) -> bool:
     return isinstance(v, (list, tuple)) and all(isinstance(t, dict) for t in v)
 
@@ -28,6 +38,12 @@ def _checked(expected: str, check: Check, **kwargs):
     """A dataclass field whose value must pass ``check`` (``expected`` names it
     in the error)."""
     return field(metadata=dict(expected=expected, check=check), **kwargs)
+
+
+def _nested(config: type):
+    """A field holding a sub-configuration, given as a dict (or None: its
+    defaults) and built by ``config.from_cfg``."""
+    return field(metadata=dict(nested=config), default_factory=config)
 
 
 class _TypedConfig:
@@ -39,16 +55,25 @@ class _TypedConfig:
     @classmethod
     def from_cfg(cls, cfg: Optional[dict]):
         cfg = dict(cfg or {})
-        known = [f.name for f in dataclasses.fields(cls)]
+        known = cls.keys()
         unknown = sorted(set(cfg) - set(known))
         if unknown:
-            raise ConfigError(f'{cls.KEY} has unknown key(s) {unknown}; expected some of '
-                              f'{known}')
+            raise ConfigError(f'{cls.KEY}.{unknown[0]}: unknown key; {cls.KEY} has unknown '
+                              f'key(s) {unknown} and takes: {", ".join(known)}')
         for f in dataclasses.fields(cls):
-            if f.name in cfg and not f.metadata['check'](cfg[f.name]):
+            if f.name not in cfg:
+                continue
+            if 'nested' in f.metadata:
+                cfg[f.name] = f.metadata['nested'].from_cfg(cfg[f.name])
+            elif not f.metadata['check'](cfg[f.name]):
                 raise ConfigError(f'{cls.KEY}.{f.name} must be {f.metadata["expected"]}, '
                                   f'got {cfg[f.name]!r}')
         return cls(**cfg)
+
+    @classmethod
+    def keys(cls) -> list:
+        """The keys the config may have, in the order of the fields."""
+        return [f.name for f in dataclasses.fields(cls)]
 
 
 @dataclass(frozen=True)
@@ -94,3 +119,54 @@ class FinetuneConfig(_TypedConfig):
     #: phase starts, as the authors' separate stage-2 run starts a fresh optimizer
     reset_optimizer: bool = _checked('True or False', lambda v: isinstance(v, bool),
                                      default=False)
+
+
+@dataclass(frozen=True)
+class BilevelConfig(_TypedConfig):
+    """``train_cfg`` of :class:`BilevelLoop` (all but ``type``); the loop's
+    docstring says what each key does."""
+
+    KEY = 'train_cfg'
+
+    T: int = _checked('a positive integer', _positive_int, default=3)
+    K_a: int = _checked('a positive integer', _positive_int, default=30)
+    K_b: int = _checked('a non-negative integer', _non_negative_int, default=21)
+    K_c: int = _checked('a non-negative integer', _non_negative_int, default=7)
+    unit: str = _checked(f'one of {UNITS}', _one_of(UNITS), default='epoch')
+    #: None: the model's dense prompt mode, which a value must equal
+    strategy: Optional[str] = _checked(f'one of {DENSE_PROMPT_MODES} or None',
+                                       _one_of(DENSE_PROMPT_MODES + (None, )), default=None)
+    adaptation_only: bool = _checked('True or False', lambda v: isinstance(v, bool),
+                                     default=False)
+    #: D_val held out of the training dataset (HoldoutSplit's fraction/count, seed)
+    holdout: Optional[dict] = _checked('a dict (HoldoutSplit keys) or None',
+                                       _optional(lambda v: isinstance(v, dict)),
+                                       default_factory=lambda: dict(fraction=0.1, seed=0))
+    #: D_val from a dataloader of the config (e.g. 'val_dataloader')
+    val_split: Optional[str] = _checked('the name of a dataloader or None',
+                                        _optional(lambda v: isinstance(v, str)), default=None)
+    search: SearchConfig = _nested(SearchConfig)
+    finetune: FinetuneConfig = _nested(FinetuneConfig)
+    val_begin: int = _checked('an integer', _int, default=1)
+    val_interval: int = _checked('a positive integer', _positive_int, default=1000)
+    dynamic_intervals: Optional[list] = _checked(
+        'a list of (iteration, interval) pairs or None',
+        _optional(lambda v: isinstance(v, (list, tuple))), default=None)
+
+    def __post_init__(self) -> None:
+        if self.holdout is not None and self.val_split is not None:
+            raise ConfigError('train_cfg.holdout and train_cfg.val_split both choose D_val: '
+                              'set one of them to None')
+
+    def check_strategy(self, strategy: str, dataloader_is_cfg: bool) -> None:
+        """What the strategy (the model's dense prompt mode) needs: the search's
+        trials and D_val."""
+        if strategy != 'bilevel':
+            return
+        if self.K_b == 0:
+            raise ConfigError("train_cfg.K_b must be positive for strategy 'bilevel'")
+        if self.holdout is None and self.val_split is None or not dataloader_is_cfg:
+            raise ConfigError("train_cfg.strategy='bilevel' needs D_val: train_cfg.holdout "
+                              '(held out of the training annotations) or train_cfg.val_split '
+                              '(a dataloader of the config, e.g. val_dataloader), and a '
+                              'dataloader config')

@@ -2,7 +2,7 @@
 import copy
 import json
 import os.path as osp
-from typing import Callable, Iterator, List, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import torch
 from mmdet.registry import DATASETS, LOOPS
@@ -15,14 +15,13 @@ from mmengine.optim import AmpOptimWrapper
 from mmengine.runner import IterBasedTrainLoop
 from torch.utils.data import DataLoader
 
-from ..models.layers.dense_prompt import DENSE_PROMPT_MODES
 from ..utils import ConfigError, get_rng_states, lock_work_dir, set_rng_states
 from ..utils.checkpoint_files import ATOMIC_BACKEND, LAST_CHECKPOINT, write_text_atomic
-from .bilevel_config import FinetuneConfig, SearchConfig
+from .bilevel_config import UNITS, BilevelConfig
 from .prompt_objective import MaskObjective
 from .prompt_search import PromptSearch
 
-UNITS = ('iter', 'epoch')
+__all__ = ['BilevelLoop', 'UNITS']
 
 
 class _PhaseSwitchHook(Hook):
@@ -139,57 +138,26 @@ class BilevelLoop(IterBasedTrainLoop):
     pipeline and loader, the sampler and its seed, the Optuna storage.
     """
 
-    def __init__(self, runner, dataloader: Union[dict, DataLoader], *,
-                 T: int = 3, K_a: int = 30, K_b: int = 21, K_c: int = 7,
-                 unit: str = 'epoch', strategy: Optional[str] = None,
-                 adaptation_only: bool = False,
-                 holdout: Optional[dict] = dict(fraction=0.1, seed=0),
-                 val_split: Optional[str] = None,
-                 search: Optional[dict] = None,
-                 finetune: Optional[dict] = None,
-                 val_begin: int = 1, val_interval: int = 1000,
-                 dynamic_intervals: Optional[List] = None) -> None:
-        if unit not in UNITS:
-            raise ConfigError(f'train_cfg.unit must be one of {UNITS}, got {unit!r}')
-        strategy = self._strategy_of(runner.model, strategy)
-        for name, value in dict(T=T, K_a=K_a, K_b=K_b, K_c=K_c).items():
-            if not isinstance(value, int) or value < 0 or (name in ('T', 'K_a') and value == 0):
-                kind = 'positive' if name in ('T', 'K_a') else 'non-negative'
-                raise ConfigError(f'train_cfg.{name} must be a {kind} integer, got {value!r}')
-        if strategy == 'bilevel' and K_b == 0:
-            raise ConfigError("train_cfg.K_b must be positive for strategy 'bilevel'")
-        self.T, self.K_a, self.K_b, self.K_c = T, K_a, K_b, K_c
-        self.unit, self.strategy, self.adaptation_only = unit, strategy, adaptation_only
-        self.search_cfg = SearchConfig.from_cfg(search)
-        self.finetune_cfg = FinetuneConfig.from_cfg(finetune)
+    def __init__(self, runner, dataloader: Union[dict, DataLoader], **train_cfg) -> None:
+        cfg = self.config = BilevelConfig.from_cfg(train_cfg)
+        strategy = self._strategy_of(runner.model, cfg.strategy)
+        cfg.check_strategy(strategy, isinstance(dataloader, dict))
+        self.T, self.K_a, self.K_b, self.K_c = cfg.T, cfg.K_a, cfg.K_b, cfg.K_c
+        self.unit, self.strategy, self.adaptation_only = cfg.unit, strategy, cfg.adaptation_only
+        self.search_cfg, self.finetune_cfg = cfg.search, cfg.finetune
         self.rounds_done = 0
         self.loaded_state: Optional[dict] = None
-
-        if holdout is not None and val_split is not None:
-            raise ConfigError('train_cfg.holdout and train_cfg.val_split both choose D_val: '
-                              'set one of them to None')
-        if strategy == 'bilevel' and (holdout is None and val_split is None
-                                      or not isinstance(dataloader, dict)):
-            raise ConfigError("train_cfg.strategy='bilevel' needs D_val: train_cfg.holdout "
-                              '(held out of the training annotations) or train_cfg.val_split '
-                              '(a dataloader of the config, e.g. val_dataloader), and a '
-                              'dataloader config')
         self.val_dataset_cfg: Optional[dict] = None
         self.val_dataset = None  # D_val, built on rank 0 (the only one that searches)
-        if isinstance(dataloader, dict) and (holdout is not None or val_split is not None):
-            dataloader = self._split(runner, dataloader, holdout, val_split)
-        train_dataset = dataloader['dataset'] if isinstance(dataloader, dict) else None
-        if isinstance(dataloader, dict):  # built here: an epoch's length sets max_iters
-            dataloader = runner.build_dataloader(
-                dataloader, seed=runner.seed,
-                diff_rank_seed=runner._randomness_cfg.get('diff_rank_seed', False))
-        self.iters_per_unit = len(dataloader) if unit == 'epoch' else 1
-        self.round_iters = K_a * self.iters_per_unit
-        self.adaptation_iters = T * self.round_iters
-        self.finetune_iters = 0 if adaptation_only else K_c * self.iters_per_unit
-        super().__init__(runner, dataloader, max_iters=self.adaptation_iters + self.finetune_iters,
-                         val_begin=val_begin, val_interval=val_interval,
-                         dynamic_intervals=dynamic_intervals)
+        dataloader, train_dataset = self._split_dataloader(runner, dataloader)
+        super().__init__(runner, dataloader, max_iters=0, val_begin=cfg.val_begin,
+                         val_interval=cfg.val_interval, dynamic_intervals=cfg.dynamic_intervals)
+        # the schedule in iterations: an epoch is the length of the dataloader built above
+        self.iters_per_unit = len(self.dataloader) if cfg.unit == 'epoch' else 1
+        self.round_iters = cfg.K_a * self.iters_per_unit
+        self.adaptation_iters = cfg.T * self.round_iters
+        self.finetune_iters = 0 if cfg.adaptation_only else cfg.K_c * self.iters_per_unit
+        self._max_iters = self.adaptation_iters + self.finetune_iters
         self.dataloader_iterator = _ResumingIterator(self.dataloader_iterator, self._resume)
         # built here, so that a bad search setting stops the run before training
         self.search = self.build_search() if strategy == 'bilevel' else None
@@ -197,13 +165,30 @@ class BilevelLoop(IterBasedTrainLoop):
         for hook in (_LoopStateHook(self), _PhaseSwitchHook(self), _SearchHook(self)):
             runner.register_hook(hook)
         runner.logger.info(
-            f'BilevelLoop: strategy={strategy}, T={T}, K_a={K_a}, K_b={K_b}, K_c={K_c} '
-            f'({unit}s; 1 {unit} = {self.iters_per_unit} iterations), '
-            f'{self._max_iters} iterations' + (', adaptation only' if adaptation_only else '')
+            f'BilevelLoop: strategy={strategy}, T={cfg.T}, K_a={cfg.K_a}, K_b={cfg.K_b}, '
+            f'K_c={cfg.K_c} ({cfg.unit}s; 1 {cfg.unit} = {self.iters_per_unit} iterations), '
+            f'{self._max_iters} iterations' + (', adaptation only' if cfg.adaptation_only else '')
             + f'; parameter schedulers (iterations): {runner.param_schedulers}')
         self._log_splits(train_dataset)
 
+    @classmethod
+    def check_cfg(cls, train_cfg: dict) -> None:
+        """Check ``train_cfg`` (keys and values) before anything is built:
+        :func:`bipa.utils.check_config` calls this for the loop."""
+        BilevelConfig.from_cfg({k: v for k, v in train_cfg.items() if k != 'type'})
+
     # --- helpers --------------------------------------------------------------
+
+    def _split_dataloader(self, runner, dataloader: Union[dict, DataLoader]) -> tuple:
+        """The training dataloader (config) reading D_tr, with D_val resolved
+        on the way, and D_tr's dataset config (None for a built dataloader).
+        ``BaseLoop`` builds it, with the Runner's seed and randomness."""
+        if not isinstance(dataloader, dict):
+            return dataloader, None
+        holdout, val_split = self.config.holdout, self.config.val_split
+        if holdout is not None or val_split is not None:
+            dataloader = self._split(runner, dataloader, holdout, val_split)
+        return dataloader, dataloader['dataset']
 
     def _split(self, runner, dataloader: dict, holdout: Optional[dict],
                val_split: Optional[str]) -> dict:
@@ -372,14 +357,11 @@ class BilevelLoop(IterBasedTrainLoop):
 
     @staticmethod
     def _strategy_of(model, strategy: Optional[str]) -> str:
-        """The model's dense prompt mode; ``train_cfg.strategy``, when set, must
-        name the same."""
+        """The model's dense prompt mode; ``train_cfg.strategy``, when set (one
+        of the modes: :class:`BilevelConfig`), must name the same."""
         prompt = getattr(_unwrap(model), 'dense_prompt', None)
         if prompt is None:
             raise TypeError('BilevelLoop needs a model with a dense prompt (BiPA)')
-        if strategy is not None and strategy not in DENSE_PROMPT_MODES:
-            raise ConfigError(f'train_cfg.strategy must be one of {DENSE_PROMPT_MODES} or None, '
-                              f'got {strategy!r}')
         if strategy is not None and strategy != prompt.mode:
             raise ConfigError(
                 f'train_cfg.strategy={strategy!r} disagrees with the model\'s dense prompt mode '

@@ -7,18 +7,22 @@ from typing import Optional
 import torch
 from mmengine.config import Config
 
+from .config_check import check_config
 from .config_error import ConfigError
+from .launcher import die_with_launcher
 
 
 def load_run_config(config: str, *, cfg_options: Optional[dict] = None,
                     work_dir: Optional[str] = None, launcher: str = 'none') -> Config:
     """A config as tools/train.py and tools/test.py use it: ``--cfg-options``
     merged, the launcher set, and the work dir from ``--work-dir``, the config,
-    or ``work_dirs/<config name>``."""
+    or ``work_dirs/<config name>``. A key that no class takes stops it
+    (:func:`check_config`), before the Runner dumps the config."""
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
     if cfg_options is not None:
         cfg.merge_from_dict(cfg_options)
+    check_config(cfg)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
@@ -50,7 +54,12 @@ def setup_launcher(cfg: Config) -> None:
     which mmengine then uses as it is, and configures
     ``MMDistributedDataParallel`` without device ids. With GPUs nothing
     changes (NCCL, one device per process).
+
+    Under torchrun the process also ends with torchrun's agent
+    (:func:`die_with_launcher`), however that is stopped.
     """
+    if cfg.launcher == 'pytorch':
+        die_with_launcher()
     if cfg.launcher == 'none' or torch.cuda.is_available():
         return
     if cfg.launcher != 'pytorch':

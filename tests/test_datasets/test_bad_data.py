@@ -2,6 +2,7 @@
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 from mmdet.registry import DATASETS
@@ -22,10 +23,10 @@ def num_images(root):
     return len(json.loads((root / 'annotations' / 'train.json').read_text())['images'])
 
 
-def build(root, pipeline=(), ann='annotations/train.json', test_mode=False):
+def build(root, pipeline=(), ann='annotations/train.json', test_mode=False, **kwargs):
     cfg = dict(type='SyntheticUnderwaterDataset', data_root=str(root), ann_file=ann,
                data_prefix=dict(img='train/'), test_mode=test_mode, pipeline=list(pipeline),
-               filter_cfg=dict(filter_empty_gt=True))
+               filter_cfg=dict(filter_empty_gt=True), **kwargs)
     dataset = DATASETS.build(cfg)
     dataset.full_init()
     return dataset
@@ -84,6 +85,31 @@ def test_defective_instances_are_skipped_and_counted(data, monkeypatch):
         assert why in logged[0]
 
 
+def test_annotations_of_categories_that_are_not_classes(data, monkeypatch):
+    """mmdet and CocoMetric leave them out without a word."""
+    import bipa.datasets.underwater as underwater
+    logged = []
+    monkeypatch.setattr(underwater, 'print_log', lambda msg, **kw: logged.append(msg))
+
+    def add_category(coco):
+        coco['categories'].append(dict(id=99, name='jellyfish'))
+        for ann in coco['annotations'][:2]:
+            ann['category_id'] = 99
+    coco = edit(data, add_category)
+    with pytest.raises(AnnotationError, match=r"train\.json: 2 annotation\(s\) of categories "
+                       r"that are not classes of SyntheticUnderwaterDataset: 'jellyfish' \(2\); "
+                       r'.*ignore_extra_categories=True'):
+        build(data, test_mode=True)
+    assert logged == []
+
+    dataset = build(data, test_mode=True, ignore_extra_categories=True)
+    kept = sum(len(dataset.get_data_info(i)['instances']) for i in range(len(dataset)))
+    assert kept == len(coco['annotations']) - 2
+    assert logged == [f'{data / "annotations" / "train.json"}: dropped 2 annotation(s) of '
+                      'categories that are not classes (ignore_extra_categories=True): '
+                      "'jellyfish' (2)"]
+
+
 def test_images_without_instances_are_filtered_in_training_only(data):
     edit(data, lambda c: c.update(annotations=[a for a in c['annotations'] if a['image_id'] != 1]))
     dataset = build(data)
@@ -113,6 +139,25 @@ def test_non_image_bytes(data):
     (data / 'train' / '000000.jpg').write_bytes(b'<html>not an image</html>')
     with pytest.raises(ImageReadError, match=r'000000\.jpg: not a readable image'):
         build(data, LOAD, test_mode=True)[0]
+
+
+def test_16_bit_image_warns_once(data, monkeypatch):
+    """OpenCV reads 16-bit samples as their high byte: 12-bit data loads nearly
+    black."""
+    import bipa.datasets.transforms.loading as loading
+    logged = []
+    monkeypatch.setattr(loading, 'print_log', lambda msg, **kw: logged.append(msg))
+    img = cv2.imread(str(data / 'train' / '000000.jpg')).astype(np.uint16) * 16  # 12 bits
+    cv2.imwrite(str(data / 'train' / '000000.png'), img)
+    edit(data, lambda c: c['images'][0].update(file_name='000000.png'))
+    dataset = build(data, LOAD, test_mode=True)
+    for _ in range(2):  # two epochs
+        assert dataset[0]['img'].max() <= 15
+        dataset[1]  # an 8-bit JPEG: no word
+    assert len(logged) == 1, logged
+    assert logged[0].startswith(f'{data / "train" / "000000.png"}: stored as uint16 with values')
+    assert f'..{img.max()}, loaded as uint8 with values ' in logged[0]
+    assert f'..{img.max() >> 8} of 255; convert it to 8-bit' in logged[0]
 
 
 def test_good_images_load(data):

@@ -2,7 +2,10 @@
 in-process on a tiny synthetic dataset with a randomly initialised demo model."""
 import glob
 import json
+import os
 import shutil
+import subprocess
+import sys
 from unittest import mock
 
 import cv2
@@ -15,7 +18,7 @@ from mmengine.registry import DefaultScope
 
 from bipa.apis import use_data_root
 from bipa.datasets import SYNTHETIC_CLASSES, SyntheticUnderwaterDataset
-from tests.conftest import DEMO_CFG, load_tool, run_tool
+from tests.conftest import DEMO_CFG, ROOT, load_tool, run_tool
 
 CONFIG = str(DEMO_CFG)
 
@@ -259,7 +262,8 @@ def test_train_names_an_unreadable_sam_checkpoint(data_cfg, tmp_path, capsys):
     ('model.roi_head.mask_head.dense_prompt.search_interval=(3.0,1.0)',
      'error: model.roi_head.mask_head.dense_prompt.search_interval B=[3.0, 1.0] needs low < high'),
     ("train_cfg.search.sampeler='gp'",
-     "error: train_cfg.search has unknown key(s) ['sampeler']"),
+     "error: train_cfg.search.sampeler: unknown key; train_cfg.search has unknown key(s) "
+     "['sampeler'] and takes: pipeline, batch_size,"),
     ("model.neck.multiscale_conv='separable'",
      "error: model.neck.multiscale_conv must be one of ('full', 'depthwise')"),
 ])
@@ -269,6 +273,58 @@ def test_config_errors_name_the_full_key_on_one_line(data_cfg, tmp_path, capsys,
                 option, 'model.sam_checkpoint=None')
     lines = _error_lines(capsys)
     assert code == 2 and len(lines) == 1 and lines[0].startswith(message), lines
+
+
+# a typo at each depth: the loop, the model, a module its parent builds, a transform
+TYPOS = [
+    ('train_cfg.K_x=3', "train_cfg.K_x: unknown key; train_cfg has unknown key(s) ['K_x'] "
+     'and takes: T, K_a, K_b, K_c, unit,'),
+    ('model.backbone.adpter_init=identity',
+     'model.backbone.adpter_init: unknown key; SAMViTAdapter takes: arch,'),
+    ('model.roi_head.mask_head.dense_prompt.num_group=8',
+     'model.roi_head.mask_head.dense_prompt.num_group: unknown key; DensePrompt takes: '
+     'embed_dim, num_groups,'),
+    ('train_dataloader.dataset.pipeline.2.prob2=0.5',  # RandomFlip
+     'train_dataloader.dataset.pipeline.2.prob2: unknown key; RandomFlip takes: prob,'),
+]
+
+
+def _one_error_line(capsys) -> str:
+    """stderr, which must be one ``error:`` line (nothing on stdout)."""
+    out, err = capsys.readouterr()
+    assert out == '' and len(err.splitlines()) == 1, err[-3000:]
+    return err.splitlines()[0]
+
+
+@pytest.mark.parametrize('option, message', TYPOS, ids=[t[0].split('=')[0] for t in TYPOS])
+def test_train_unknown_key_is_one_line(data_cfg, tmp_path, capsys, option, message):
+    with mock.patch('mmengine.runner.Runner.__init__', side_effect=AssertionError('built')):
+        code = _cli(load_tool('train'), data_cfg, '--work-dir', tmp_path / 'work',
+                    '--cfg-options', option)
+    line = _one_error_line(capsys)
+    assert code == 2 and line.startswith(f'error: {message}'), line
+    assert line.endswith('(--debug shows the traceback)')
+
+
+def test_test_tool_unknown_key_is_one_line(tools, data_cfg, checkpoint, tmp_path, capsys):
+    option, message = TYPOS[2]
+    with mock.patch('mmengine.runner.Runner.__init__', side_effect=AssertionError('built')):
+        code = _cli(tools['test'], data_cfg, checkpoint, '--work-dir', tmp_path / 'work',
+                    '--cfg-options', option)
+    line = _one_error_line(capsys)
+    assert code == 2 and line.startswith(f'error: {message}'), line
+
+
+def test_train_unknown_key_as_a_user_runs_it(tmp_path):
+    """The command of the report, as a process: exit 2, one line, no config dump."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / 'train.py'), CONFIG, '--work-dir',
+         str(tmp_path / 'work'), '--cfg-options', 'train_cfg.K_x=3'],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 2 and proc.stdout == '', proc.stdout[-2000:]
+    assert proc.stderr.splitlines() == [proc.stderr.strip()], proc.stderr[-3000:]
+    assert proc.stderr.startswith(f'error: {TYPOS[0][1]}')
 
 
 def test_infer_refuses_a_checkpoint_that_does_not_fit(tools, tiny_data, tmp_path, capsys):

@@ -1,0 +1,164 @@
+"""Refuse a config key that no class takes, before anything is built.
+
+mmengine builds a dict ``dict(type='X', **keys)`` as ``X(**keys)``: a typo
+surfaces as ``TypeError: __init__() got an unexpected keyword argument`` deep
+in the build, after the config dump, with the classes of the build chain but
+not the config path (and a pipeline's transforms only when its dataloader is
+first iterated). :func:`check_config` walks the config first and compares the
+keys of every typed dict with the parameters of its class's ``__init__``.
+
+Only keys that are no parameter are refused, never missing ones (a parent adds
+keys to the dicts of the children it builds, e.g. ``embed_dim``). A class whose
+``__init__`` takes ``**kwargs`` is followed to its base class's ``__init__``
+when the only use of ``kwargs`` is ``super().__init__(..., **kwargs)``;
+otherwise, like an unresolved type, it is not checked. A class may check its
+own dict with a ``check_cfg(cfg)`` classmethod (``BilevelLoop`` does).
+"""
+import ast
+import inspect
+import textwrap
+from typing import Optional, Tuple
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import DATA_SAMPLERS, DATASETS, LOOPS, MODELS, TASK_UTILS, TRANSFORMS
+
+from .config_error import ConfigError
+
+#: keys that a builder consumes before calling the class (mmcv's build_norm_layer)
+BUILDER_KEYS = {'norm_cfg': ('requires_grad', )}
+#: subtrees built by something else than the class's registry
+SKIPPED = ('init_cfg', )
+
+
+def check_config(cfg: Config) -> None:
+    """Raise :class:`ConfigError` naming the first unknown key of ``model``,
+    the dataloaders (their datasets, pipelines and samplers) and ``train_cfg``
+    as ``<full key>: unknown key; <class> takes: <its keys>``."""
+    scopes = _Scoped(cfg.get('default_scope'))
+    for key, family in (('model', (MODELS, TASK_UTILS)), ('train_cfg', (LOOPS, ))):
+        if isinstance(cfg.get(key), dict):
+            _check(cfg[key], key, family, scopes)
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        if not isinstance(loader, dict):
+            continue
+        for key in ('sampler', 'batch_sampler'):
+            if isinstance(loader.get(key), dict):
+                _check(loader[key], f'{split}_dataloader.{key}', (DATA_SAMPLERS, ), scopes)
+        if isinstance(loader.get('dataset'), dict):
+            _check(loader['dataset'], f'{split}_dataloader.dataset', (DATASETS, ), scopes)
+
+
+def _check(cfg, path: str, family: tuple, scopes: '_Scoped', name: str = '') -> None:
+    """Check ``cfg`` (at ``path``, its key ``name`` in its parent) and every
+    typed dict inside it."""
+    if isinstance(cfg, (list, tuple)):
+        for i, item in enumerate(cfg):
+            _check(item, f'{path}.{i}', family, scopes, name)
+        return
+    if not isinstance(cfg, dict) or name in SKIPPED:
+        return
+    obj = scopes.resolve(cfg.get('type'), family)
+    if hasattr(obj, 'check_cfg'):
+        obj.check_cfg(cfg)
+    elif obj is not None:
+        keys = _keys(obj)
+        if keys is not None:
+            extra = BUILDER_KEYS.get(name, ())
+            for key in cfg:
+                if key != 'type' and not key.startswith('_') and key not in keys + extra:
+                    raise ConfigError(f'{path}.{key}: unknown key; {_name(obj)} takes: '
+                                      f'{", ".join(keys)}')
+    for key, value in cfg.items():
+        child = (TRANSFORMS, ) if key in ('pipeline', 'transforms') else family
+        _check(value, f'{path}.{key}', child, scopes, key)
+
+
+class _Scoped:
+    """The registries of a default scope (mmdet's for ``'mmdet'``, into which
+    bipa registers), as ``Registry.build`` picks them."""
+
+    def __init__(self, scope: Optional[str]) -> None:
+        self.scope, self.registries = scope, {}
+
+    def resolve(self, type_, family: tuple):
+        """The class (or function) ``type_`` names in the first registry of
+        ``family`` that has it; None if none."""
+        if not isinstance(type_, str):
+            return type_ if callable(type_) else None
+        for registry in family:
+            if registry not in self.registries:
+                with registry.switch_scope_and_registry(self.scope) as scoped:
+                    self.registries[registry] = scoped
+            obj = self.registries[registry].get(type_)
+            if obj is not None:
+                return obj
+        return None
+
+
+def _name(obj) -> str:
+    return getattr(obj, '__name__', type(obj).__name__)
+
+
+def _keys(obj) -> Optional[tuple]:
+    """The keyword arguments ``obj`` takes (a class: its ``__init__``, with
+    the base classes' that ``**kwargs`` is passed on to), or None when that
+    cannot be known."""
+    if not inspect.isclass(obj):
+        return _parameters(obj, None)[0] if callable(obj) else None
+    keys, mro = (), obj.__mro__
+    for cls in mro:
+        if '__init__' not in cls.__dict__:
+            continue
+        if cls in (object, torch.nn.Module):  # take no keyword argument
+            return keys
+        params, forwards = _parameters(cls.__init__, cls)
+        if params is None:
+            return None
+        keys += tuple(p for p in params if p not in keys)
+        if not forwards:
+            return keys
+    return keys
+
+
+def _parameters(func, cls) -> Tuple[Optional[tuple], bool]:
+    """The keyword parameters of ``func`` (less ``self``) and whether its
+    ``**kwargs`` go on to ``super().__init__`` only; ``(None, False)`` when
+    ``**kwargs`` go elsewhere or the signature cannot be read."""
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return None, False
+    if cls is not None and params and params[0].kind != params[0].VAR_POSITIONAL:
+        params = params[1:]  # self
+    named = tuple(p.name for p in params
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    var = next((p.name for p in params if p.kind == p.VAR_KEYWORD), None)
+    if var is None:
+        return named, False
+    if cls is not None and _only_passed_to_super(func, var):
+        return named, True
+    return None, False
+
+
+def _only_passed_to_super(func, var: str) -> bool:
+    """Whether the only use of ``**var`` in ``func`` is
+    ``super().__init__(..., **var)``."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(inspect.unwrap(func))))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    uses = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == var]
+    passed = [k.value for n in ast.walk(tree) if isinstance(n, ast.Call) and _is_super_init(n)
+              for k in n.keywords if k.arg is None and isinstance(k.value, ast.Name)
+              and k.value.id == var]
+    return len(uses) == 1 and len(passed) == 1
+
+
+def _is_super_init(call: ast.Call) -> bool:
+    func = call.func
+    return (isinstance(func, ast.Attribute) and func.attr == '__init__'
+            and isinstance(func.value, ast.Call) and isinstance(func.value.func, ast.Name)
+            and func.value.func.id == 'super')
+
