@@ -18,18 +18,29 @@
 8. draws test images: in air, the ground truth and BiPA's prediction under
    water, enlarged 4 times.
 
-    python tools/demo.py [--work-dir work_dirs/bipa_demo_synthetic] [--rebuild-sam]
+It prints a line per step and per tenth of training, then the results (under
+40 lines); ``--verbose`` adds what the training runner logs below WARNING (its
+log file in the work dir keeps it anyway), pycocotools' evaluation prints and
+mmengine's known-harmless warnings.
+
+    python tools/demo.py [--work-dir work_dirs/bipa_demo_synthetic] [--rebuild-sam] [--verbose]
 """
 import argparse
+import contextlib
 import hashlib
+import io
 import json
+import logging
 import os
 import os.path as osp
+import sys
 import time
+import warnings
 
 import cv2
 import numpy as np
 import torch
+from mmengine.hooks import Hook
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'bipa_demo_synthetic.py')
@@ -40,10 +51,63 @@ IN_AIR = osp.join(ROOT, 'data', 'synthetic_inair_demo')
 PRETRAIN = osp.join(ROOT, 'data', 'synthetic_inair_pretrain')
 # objects of at least 38 px: a from-scratch CPU model can learn them
 BENCHMARK = dict(image_size=(128, 128), seed=0, min_object_size=0.3)
+SPLITS = dict(train=400, val=50, test=100)  # in air: the same test scenes only
 PRETRAIN_DATA = dict(splits=dict(train=4000, val=100), image_size=(128, 128), seed=1,
                      min_object_size=0.2, medium='in_air')
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/segm_mAP_50')
 GAP_KEYS = ('coco/segm_mAP', 'coco/segm_mAP_50', 'coco/segm_mAP_75')
+# Known-harmless, hidden unless --verbose. mmengine's ManagerMixin warns each
+# time a runner makes its visualizer (named 'visualizer' in every config) after
+# the first, and when a runner's logger and scope take the experiment name of
+# one started in the same second; the runners here run one after another.
+HARMLESS_WARNING = (r'<class \S+> instance named of \S+ has been created, '
+                    r'the method `get_instance` should not accept any other arguments')
+# mmengine's CheckpointHook.before_train builds a FileClient it never uses
+HARMLESS_LOGS = ('"FileClient" will be deprecated', '"HardDiskBackend" is the alias')
+
+
+class Progress(Hook):
+    """A line per tenth of training on the stream given: iteration, phase,
+    loss and minutes; whole lines, no carriage returns, so a CI log reads as a
+    terminal does."""
+
+    priority = 'VERY_LOW'  # after a round's prompt search
+
+    def __init__(self, stream, parts: int = 10) -> None:
+        self.stream, self.parts, self.start = stream, parts, time.time()
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        done, total = batch_idx + 1, runner.max_iters
+        if done * self.parts // total == batch_idx * self.parts // total:
+            return
+        phase = getattr(runner.train_loop, 'phase', 'training')  # BilevelLoop's
+        loss = (outputs or {}).get('loss')
+        loss = '' if loss is None else f', loss {float(torch.as_tensor(loss).detach()):.3f}'
+        print(f'[demo]   {100 * done // total:3d}%  iteration {done}/{total} ({phase}){loss}, '
+              f'{(time.time() - self.start) / 60:.1f} min', file=self.stream, flush=True)
+
+
+def quiet_stdout(verbose: bool):
+    """Unless ``verbose``, drop what is printed on stdout (pycocotools' progress
+    and tables); loggers built before keep their stream."""
+    return contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+
+
+def train_runner(config: str, verbose: bool, **overrides):
+    """``build_runner`` with :class:`Progress`; unless ``verbose``, logging
+    WARNING and up on the console, everything in the work dir's log file, and
+    without :data:`HARMLESS_LOGS`."""
+    from bipa.apis import build_runner
+    if not verbose:
+        overrides['cfg_options'] = dict(overrides.get('cfg_options') or {}, log_level='WARNING')
+    runner = build_runner(config, **overrides)
+    runner.register_hook(Progress(sys.stdout))
+    if not verbose:
+        for handler in runner.logger.handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.setLevel(logging.INFO)
+        runner.logger.addFilter(lambda record: not record.getMessage().startswith(HARMLESS_LOGS))
+    return runner
 
 
 def ensure_data(root: str, **spec) -> None:
@@ -60,18 +124,18 @@ def sha256(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def rebuild_sam(checkpoint: str, work_dir: str) -> dict:
+def rebuild_sam(checkpoint: str, work_dir: str, verbose: bool = False) -> dict:
     """Pre-train the tiny SAM in air into ``checkpoint`` (a plain state dict,
     SAM's layout); return its oracle-box metrics on the in-air validation split."""
-    from bipa.apis import build_runner
     ensure_data(PRETRAIN, **PRETRAIN_DATA)
     print(f'[demo] pre-training the tiny SAM in air ({SAM_CONFIG}) in {work_dir}')
     root = PRETRAIN + '/'
-    runner = build_runner(SAM_CONFIG, work_dir=work_dir, cfg_options={
+    runner = train_runner(SAM_CONFIG, verbose, work_dir=work_dir, cfg_options={
         'train_dataloader.dataset.data_root': root, 'val_dataloader.dataset.data_root': root,
         'val_evaluator.ann_file': root + 'annotations/val.json'})
-    runner.train()
-    metrics = runner.val_loop.run()
+    with quiet_stdout(verbose):
+        runner.train()
+        metrics = runner.val_loop.run()
     os.makedirs(osp.dirname(checkpoint), exist_ok=True)
     torch.save(runner.model.state_dict(), checkpoint)
     print(f'[demo] saved {checkpoint} (sha256 {sha256(checkpoint)})')
@@ -128,40 +192,49 @@ def main(argv=None):
     parser.add_argument('--rebuild-sam', action='store_true',
                         help='pre-train the tiny SAM in air again (about 25 min on 1 core) '
                         f'and overwrite {osp.relpath(SAM_CHECKPOINT, ROOT)}')
+    parser.add_argument('--verbose', action='store_true',
+                        help="the runners' INFO logs, pycocotools' evaluation prints and "
+                        "mmengine's known-harmless warnings")
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        if not args.verbose:
+            warnings.filterwarnings('ignore', HARMLESS_WARNING, UserWarning)
+        return run(args)
+
+
+def run(args) -> dict:
     from mmengine.runner import Runner
 
     import bipa  # noqa: F401
-    from bipa.apis import (
-        build_runner,
-        format_domain_gap,
-        measure_domain_gap,
-        summarize_rounds,
-        test_checkpoint,
-    )
+    from bipa.apis import format_domain_gap, measure_domain_gap, summarize_rounds, test_checkpoint
+
     # one thread: the tiny model's ops are too small to gain from two
     torch.set_num_threads(1)
     start = time.time()
-    ensure_data(DATA, splits=dict(train=400, val=50, test=100), **BENCHMARK)
-    ensure_data(IN_AIR, splits=dict(test=100), medium='in_air', **BENCHMARK)
-    work = args.work_dir
+    ensure_data(DATA, splits=SPLITS, **BENCHMARK)
+    ensure_data(IN_AIR, splits=dict(test=SPLITS['test']), medium='in_air', **BENCHMARK)
+    work, verbose = args.work_dir, args.verbose
     sam_metrics = {}
     if args.rebuild_sam or not osp.isfile(SAM_CHECKPOINT):
-        sam_metrics = rebuild_sam(SAM_CHECKPOINT, osp.join(osp.dirname(work), 'sam_vit-tiny_inair'))
+        sam_metrics = rebuild_sam(SAM_CHECKPOINT, osp.join(osp.dirname(work), 'sam_vit-tiny_inair'),
+                                  verbose)
     print(f'[demo] the tiny SAM pre-trained in air: {SAM_CHECKPOINT}')
 
     print('[demo] the domain gap: SAM given the ground-truth boxes of the same test scenes')
     gap = measure_domain_gap(SAM_CONFIG, SAM_CHECKPOINT, in_air=IN_AIR, underwater=DATA,
                              work_dir=osp.join(work, 'domain_gap'),
-                             cfg_options=dict(log_level='WARNING'))
+                             cfg_options=dict(log_level='WARNING'),
+                             quiet=not verbose)
     print('[demo] BiPA before training, underwater test split')
     sam = {'model.sam_checkpoint': SAM_CHECKPOINT}
-    quiet = dict(sam, log_level='WARNING')  # evaluations: only the tables below
+    # evaluations: only the tables below (--verbose: and pycocotools' prints)
+    quiet = dict(sam, log_level='WARNING')
     before = test_checkpoint(CONFIG, None, init_weights=True, data_root=DATA, cfg_options=quiet,
-                             work_dir=osp.join(work, 'before'))
+                             work_dir=osp.join(work, 'before'), quiet=not verbose)
     print('[demo] training BiPA on the underwater images (bilevel loop)')
-    runner = build_runner(CONFIG, work_dir=work, data_root=DATA, cfg_options=sam)
-    runner.train()
+    runner = train_runner(CONFIG, verbose, work_dir=work, data_root=DATA, cfg_options=sam)
+    with quiet_stdout(verbose):  # the validation after the last iteration
+        runner.train()
     checkpoint = osp.join(work, f'iter_{runner.iter}.pth')
     if not osp.isfile(checkpoint):
         runner.save_checkpoint(work, osp.basename(checkpoint), by_epoch=False,
@@ -169,14 +242,17 @@ def main(argv=None):
     rounds = summarize_rounds(osp.join(work, 'prompt_search.db'))
     print('[demo] the trained checkpoint on the underwater test split')
     after = test_checkpoint(CONFIG, checkpoint, data_root=DATA, cfg_options=quiet,
-                            work_dir=osp.join(work, 'test'))
+                            work_dir=osp.join(work, 'test'), quiet=not verbose)
     print('[demo] its masks alone: the true boxes as detections, under water and in air')
     oracle = {name: test_checkpoint(CONFIG, checkpoint, data_root=root,
                                     cfg_options={**quiet, 'model.test_cfg.oracle_boxes': True},
-                                    work_dir=osp.join(work, f'oracle_{name}'))
+                                    work_dir=osp.join(work, f'oracle_{name}'),
+                                    quiet=not verbose)
               for name, root in (('underwater', DATA), ('in_air', IN_AIR))}
-    dataset = Runner.build_dataloader(runner.cfg.test_dataloader).dataset
-    grid = draw_examples(runner.model, dataset, dataset.metainfo['classes'], [0, 1, 2, 3],
+    with quiet_stdout(verbose):  # pycocotools reads the annotations
+        dataset = Runner.build_dataloader(runner.cfg.test_dataloader).dataset
+    grid = draw_examples(runner.model, dataset, dataset.metainfo['classes'],
+                         range(min(4, len(dataset))),
                          osp.join(work, 'demo_predictions'))
 
     minutes = (time.time() - start) / 60
@@ -191,11 +267,12 @@ def main(argv=None):
         search=rounds, checkpoint=checkpoint, predictions=grid)
     with open(osp.join(work, 'demo_summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
-    print('\n[demo] 1. the domain gap of the tiny SAM pre-trained in air (100 test scenes)')
+    print('\n[demo] 1. the domain gap of the tiny SAM pre-trained in air '
+          f'({SPLITS["test"]} test scenes)')
     print(format_domain_gap(gap))
     print('[demo] 2. the prompt search per round (f = mask BCE on D_val; lower is better)')
     print(format_rounds(rounds))
-    print('[demo] 3. BiPA on the underwater test split (100 images), COCO mAP')
+    print(f'[demo] 3. BiPA on the underwater test split ({SPLITS["test"]} images), COCO mAP')
     print(f'  {"":16s} {"bbox mAP":>9s} {"segm mAP":>9s} {"segm AP50":>10s}')
     for name, m in (('before training', before), ('trained', after)):
         print(f'  {name:16s} ' + ' '.join(f'{m[k]:{w}.3f}' for k, w in zip(METRICS, (9, 9, 10))))

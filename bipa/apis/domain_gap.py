@@ -27,14 +27,16 @@ def check_same_scenes(in_air: str, underwater: str, split: str = 'test') -> None
 
 
 def measure_domain_gap(sam_config: str, checkpoint: str, *, in_air: str, underwater: str,
-                       work_dir: str, cfg_options: Optional[dict] = None) -> dict:
+                       work_dir: str, cfg_options: Optional[dict] = None,
+                       quiet: bool = False) -> dict:
     """``{'in_air': metrics, 'underwater': metrics}`` of SAM's masks for the
-    ground-truth boxes of each data root's test split."""
+    ground-truth boxes of each data root's test split (``quiet``: without
+    pycocotools' prints, as in :func:`test_checkpoint`)."""
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'SAM checkpoint not found: {checkpoint}')
     check_same_scenes(in_air, underwater)
     return {name: oracle_box_metrics(sam_config, checkpoint, root, cfg_options=cfg_options,
-                                     work_dir=osp.join(work_dir, name))
+                                     work_dir=osp.join(work_dir, name), quiet=quiet)
             for name, root in (('in_air', in_air), ('underwater', underwater))}
 
 

@@ -1,6 +1,8 @@
 """The demo's SAM: the shipped in-air checkpoint, and `tools/demo.py
---rebuild-sam`, each load strictly into the demo's BiPA."""
+--rebuild-sam`, each load strictly into the demo's BiPA; the demo's output:
+a short story, and everything with --verbose."""
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -55,3 +57,62 @@ def test_rebuild_sam_pretrains_a_checkpoint_bipa_loads(tmp_path, monkeypatch):
     assert any(k.startswith('mask_decoder.') for k in state)  # SAM's own layout
     model = demo_bipa(checkpoint)
     torch.testing.assert_close(model.backbone.encoder.pos_embed, state['image_encoder.pos_embed'])
+
+
+def run_demo(demo, capsys, *args) -> list:
+    """The lines ``demo.main(args)`` prints on stdout and stderr, with the
+    warnings that ``python tools/demo.py`` would print (pytest records them)."""
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter('default')  # Python's default filters, not pytest's
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                         ResourceWarning):
+            warnings.simplefilter('ignore', category)
+        demo.main(list(args))
+    out = capsys.readouterr()
+    shown = ''.join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
+                    for w in shown)
+    return (out.out + out.err + shown).splitlines()
+
+
+def test_demo_prints_its_story_in_under_80_lines(tmp_path, monkeypatch, capsys):
+    """The whole demo, data generation included, on 6/2/2 images and 3
+    iterations: its steps, a line per tenth of training and the four result
+    sections; pycocotools, the runners' INFO logs and mmengine's known-harmless
+    warnings only with --verbose (the training log file keeps its INFO)."""
+    demo = load_tool('demo')
+    short = tmp_path / 'demo_short.py'
+    short.write_text(textwrap.dedent(f'''
+        _base_ = ['{ROOT}/configs/bipa_demo_synthetic.py']
+        train_dataloader = dict(batch_size=2)
+        model = dict(data_preprocessor=dict(pad_size_divisor=64))
+        train_cfg = dict(T=1, K_a=2, K_b=2, K_c=1, holdout=dict(_delete_=True, count=2, seed=0),
+                         search=dict(batch_size=2))
+        default_hooks = dict(logger=dict(interval=1), visualization=dict(draw=False))
+    '''))
+    monkeypatch.setattr(demo, 'CONFIG', str(short))
+    monkeypatch.setattr(demo, 'DATA', str(tmp_path / 'underwater'))
+    monkeypatch.setattr(demo, 'IN_AIR', str(tmp_path / 'in_air'))
+    monkeypatch.setattr(demo, 'SPLITS', dict(train=6, val=2, test=2))
+
+    lines = run_demo(demo, capsys, '--work-dir', str(tmp_path / 'quiet'))
+    text = '\n'.join(lines)
+    assert len(lines) < 80, text
+    for section in ('[demo] 1. the domain gap', '[demo] 2. the prompt search',
+                    '[demo] 3. BiPA on the underwater test split', '[demo] 4. masks given',
+                    '[demo] done in'):
+        assert section in text
+    assert '[demo]   100%  iteration 3/3 (finetune), loss' in text
+    assert '\r' not in text
+    for noise in ('Average Precision', 'loading annotations', 'mmengine - INFO',
+                  'get_instance', 'FileClient'):
+        assert noise not in text, noise
+    # (a runner started in the same second as the previous one shares its log file)
+    assert any('Iter(train) [3/3]' in log.read_text() for log in tmp_path.glob('quiet/**/*.log'))
+
+    verbose = run_demo(demo, capsys, '--work-dir', str(tmp_path / 'verbose'), '--verbose')
+    assert len(verbose) > len(lines)
+    text = '\n'.join(verbose)
+    # (not the training runner's INFO logs: when it starts in the second the runner
+    # before it started, it logs through that runner's WARNING logger)
+    for noise in ('Average Precision', 'loading annotations', 'get_instance'):
+        assert noise in text, noise
