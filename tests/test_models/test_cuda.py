@@ -15,7 +15,7 @@ import torchvision.ops as tv_ops
 from mmdet.registry import MODELS
 from mmengine.config import Config
 
-from bipa.apis import build_synthetic_batch, keep_ratio_shape
+from bipa.benchmark import build_synthetic_batch, keep_ratio_shape
 from tests.conftest import ROOT
 
 DEVICES = ['cpu', pytest.param('cuda', marks=[

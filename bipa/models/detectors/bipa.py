@@ -89,11 +89,11 @@ class BiPA(TwoStageDetector):
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
         """Detections with masks; with ``test_cfg.oracle_boxes=True`` the
-        detections are the ground-truth boxes and labels (score 1), so that
-        COCO's segm mAP measures the mask branch alone, as
-        :class:`BoxPromptedSAM` measures SAM. The test pipeline must load the
-        annotations (mmdet's test pipelines load them after ``Resize``: the
-        boxes are in original pixels)."""
+        detections are the ground-truth boxes and labels, scored by SAM's IoU
+        prediction for their masks, so that COCO's segm mAP measures the mask
+        branch alone exactly as :class:`BoxPromptedSAM` measures SAM. The test
+        pipeline must load the annotations (mmdet's test pipelines load them
+        after ``Resize``: the boxes are in original pixels)."""
         if not self.test_cfg.get('oracle_boxes', False):
             return super().predict(batch_inputs, batch_data_samples, rescale=rescale)
         detections = []
@@ -103,12 +103,17 @@ class BiPA(TwoStageDetector):
                 raise ValueError('model.test_cfg.oracle_boxes=True needs the ground truth: the '
                                  'test pipeline must load the annotations (LoadAnnotations)')
             boxes = scale_boxes(get_box_tensor(gt.bboxes).float(), sample.metainfo['scale_factor'])
-            detections.append(InstanceData(bboxes=boxes, labels=gt.labels,
-                                           scores=boxes.new_ones(len(boxes))))
-        x = self.roi_head.add_positional_encoding(self.extract_feat(batch_inputs),
-                                                  batch_data_samples)
-        detections = self.roi_head.predict_mask(x, [s.metainfo for s in batch_data_samples],
-                                                detections, rescale=rescale)
+            detections.append(InstanceData(bboxes=boxes, labels=gt.labels))
+        head = self.roi_head.mask_head
+        prompts = self.mask_prompts(batch_inputs, batch_data_samples,
+                                    [d.bboxes for d in detections])
+        masks, iou = head.decode(prompts, with_iou=True)
+        sizes = [len(d) for d in detections]
+        for d, score in zip(detections, iou.split(sizes)):
+            d.scores = score.float().clamp(0, 1)
+        detections = head.predict_by_feat(masks.split(sizes), detections,
+                                          [s.metainfo for s in batch_data_samples],
+                                          self.test_cfg.rcnn, rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, detections)
 
     # --- the mask branch, shared by training, inference and the prompt search --

@@ -148,22 +148,24 @@ class SAMPromptMaskHead(BaseModule):
                            image_pe=self.image_pe(image_embeddings.shape[-2:]),
                            tokens=tokens, img_inds=rois[:, 0].long())
 
-    def decode(self, prompts: MaskPrompts, *, dense_prompt: Optional[Tensor] = None) -> Tensor:
-        """Low-res single-mask logits ``(N, 1, 4h, 4w)``.
+    def decode(self, prompts: MaskPrompts, *, dense_prompt: Optional[Tensor] = None,
+               with_iou: bool = False):
+        """Low-res single-mask logits ``(N, 1, 4h, 4w)`` (and, ``with_iou``, the
+        decoder's IoU predictions ``(N,)``).
 
         ``dense_prompt`` (``(D,)``) defaults to the current rho. SAM's decoder
-        math for several images in one call (:func:`decode_single_mask`); the
-        IoU prediction is not used.
+        math for several images in one call (:func:`decode_single_mask`).
         """
         if len(prompts) == 0:
             h, w = prompts.image_embeddings.shape[-2:]
-            return prompts.tokens.new_zeros((0, 1, 4 * h, 4 * w))
+            masks = prompts.tokens.new_zeros((0, 1, 4 * h, 4 * w))
+            return (masks, masks.new_zeros(0)) if with_iou else masks
         if dense_prompt is None:
             dense_prompt = self.dense_prompt()
-        masks, _ = decode_single_mask(self.mask_decoder, prompts.image_embeddings,
-                                      prompts.tokens, prompts.img_inds, prompts.image_pe,
-                                      dense_prompt)
-        return masks
+        masks, iou = decode_single_mask(self.mask_decoder, prompts.image_embeddings,
+                                        prompts.tokens, prompts.img_inds, prompts.image_pe,
+                                        dense_prompt)
+        return (masks, iou) if with_iou else masks
 
     def forward(self, roi_feats: Tensor, rois: Tensor, image_embeddings: Tensor, *,
                 input_size: Optional[Sequence[int]] = None) -> Tensor:
