@@ -1,4 +1,4 @@
-# The two set-up commands of the README. Both create/refresh the virtual
+# The set-up commands of the README. demo and test create/refresh the virtual
 # environment first (idempotent; set BIPA_WHEELHOUSE to offer prebuilt wheels).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -18,8 +18,26 @@ DEMO_ARGS ?=
 demo: env
 	$(PY) tools/demo.py $(DEMO_ARGS)
 
-lint: env
-	$(PY) -m ruff check .
+# make lint needs ruff alone, at the version requirements/tests.txt pins: the
+# ruff on PATH when it is that version, else one installed in its own small
+# venv (LINT_VENV), not the whole environment
+PYTHON ?= python3
+LINT_VENV ?= .venv-lint
+RUFF_VERSION := $(shell sed -n 's/^ruff==//p' requirements/tests.txt)
+ifeq ($(shell ruff --version 2>/dev/null),ruff $(RUFF_VERSION))
+RUFF := ruff
+else
+RUFF := $(LINT_VENV)/bin/ruff
+endif
+
+lint: $(filter $(LINT_VENV)/%,$(RUFF))
+	$(RUFF) check .
+
+$(LINT_VENV)/bin/ruff: requirements/tests.txt
+	[ -x $(LINT_VENV)/bin/python ] || $(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/python -m pip install -q --disable-pip-version-check \
+	    $(if $(BIPA_WHEELHOUSE),--find-links $(BIPA_WHEELHOUSE)) ruff==$(RUFF_VERSION)
+	touch $@
 
 test: env
 	$(PY) -m pytest tests

@@ -1,5 +1,6 @@
 """Read a BiPA prompt search back from its Optuna storage: per round, f at
-the identity prompt, the best f and the rho weights that gave it."""
+the identity prompt, the best f and the rho weights that gave it, and why
+each failed trial failed (:func:`fail_reasons`)."""
 import os.path as osp
 import re
 from typing import Dict, List
@@ -7,7 +8,9 @@ from typing import Dict, List
 import optuna
 from optuna.trial import TrialState
 
-from ..engine.prompt_search import best_trial
+from ..engine.prompt_search import best_trial, fail_reasons
+
+__all__ = ['best_trial', 'fail_reasons', 'load_rounds', 'storage_url', 'summarize_rounds']
 
 
 def storage_url(storage: str) -> str:

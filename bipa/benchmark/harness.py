@@ -3,7 +3,7 @@ once with random weights: train and test steps, the floor of a train step,
 a per-module breakdown, the prompt search against a validation pass and one
 predict.
 
-Batches come from :func:`~bipa.apis.build_synthetic_batch` at the config's
+Batches come from :func:`~bipa.benchmark.build_synthetic_batch` at the config's
 input size (the preprocessor's ``pad_size_divisor``, SAM's fixed size). Per
 batch size:
 
@@ -15,7 +15,7 @@ batch size:
   scheme and autocast: the ViT encoder forward + backward into the adapters,
   the ResNet forward (frozen) and SAM's decoder forward + backward for the
   positive RoIs per image that the sampler produced in the timed steps;
-- ``breakdown``: :func:`~bipa.apis.step_breakdown.measure_breakdown`.
+- ``breakdown``: :func:`~bipa.benchmark.step_breakdown.measure_breakdown`.
 
 Peak memory per phase: on CUDA ``max_memory_allocated`` and
 ``max_memory_reserved`` (cache emptied and peaks reset before each phase); on
@@ -49,11 +49,11 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper, build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import set_random_seed
 
+from ..apis.runner import load_config
 from ..engine.prompt_objective import MaskObjective
 from ..models import MaskPrompts
 from ..utils import setup_cuda_allocator
 from .batch import build_synthetic_batch, keep_ratio_shape
-from .runner import load_config
 from .step_breakdown import Clock, measure_breakdown
 
 DTYPES = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)

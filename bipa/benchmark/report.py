@@ -1,9 +1,9 @@
 """The benchmark's targets (PASS/FAIL checks) and its report, from the dict
-of :func:`~bipa.apis.benchmark.run_benchmark`."""
+of :func:`~bipa.benchmark.harness.run_benchmark`."""
 import math
 from typing import List, Optional
 
-from .benchmark import FLOOR_PARTS
+from .harness import FLOOR_PARTS
 from .step_breakdown import format_breakdown
 
 # the targets of configs/bipa_uiis.py on a GPU, and the run they apply to

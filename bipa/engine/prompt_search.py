@@ -1,6 +1,6 @@
 """Upper level of BiPA: Optuna search over the dense prompt's group weights."""
 import math
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import optuna
@@ -10,10 +10,13 @@ from optuna.trial import TrialState
 
 from ..models.layers.dense_prompt import check_interval
 from ..utils import ConfigError
+from .optuna_compat import enqueued_params, reopen_trial, set_trial_user_attr
 
 SAMPLERS = ('tpe', 'gp')
 # what a trial may raise that makes it a failed trial rather than a crash
 TRIAL_ERRORS = (RuntimeError, ValueError, FloatingPointError)
+# the user attribute of a failed trial that says why
+FAIL_REASON = 'fail_reason'
 # fail reason of a trial killed while its parameters were written
 INTERRUPTED = 'interrupted'
 
@@ -22,6 +25,20 @@ def best_trial(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
     """The COMPLETE trial of least f, earliest on ties (the round's rho), or None."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, ))
     return min(complete, key=lambda t: (t.value, t.number)) if complete else None
+
+
+def fail_reasons(study: optuna.Study) -> Dict[int, str]:
+    """Why each failed trial of ``study`` failed, by trial number: the trial's
+    user attribute ``fail_reason`` (in storages written before it was one, the
+    study's user attribute ``trial_<number>_fail_reason``)."""
+    legacy = study.user_attrs
+    reasons = {}
+    for trial in study.get_trials(deepcopy=False):
+        reason = trial.user_attrs.get(FAIL_REASON,
+                                      legacy.get(f'trial_{trial.number}_fail_reason'))
+        if reason is not None:
+            reasons[trial.number] = str(reason)
+    return reasons
 
 
 def study_name_of(prefix: str, round_idx: int) -> str:
@@ -92,14 +109,15 @@ class PromptSearch:
 
     def _evaluate(self, study: optuna.Study, round_idx: int, trial_number: int,
                   objective: Callable[[List[float]], float]) -> None:
-        weights = self.weights_of(study.get_trials(deepcopy=False)[trial_number].params)
+        trial = study.get_trials(deepcopy=False)[trial_number]
+        weights = self.weights_of(trial.params)
         try:
             value = objective(weights)
             if not math.isfinite(value):
                 raise FloatingPointError(f'f is not finite ({value})')
         except TRIAL_ERRORS as err:
             reason = f'{type(err).__name__}: {err}'
-            study.set_user_attr(f'trial_{trial_number}_fail_reason', reason)
+            set_trial_user_attr(study, trial, FAIL_REASON, reason)
             study.tell(trial_number, state=TrialState.FAIL)
             MMLogger.get_current_instance().warning(
                 f'prompt search round {round_idx} trial {trial_number} failed: {reason}')
@@ -111,9 +129,8 @@ class PromptSearch:
     @staticmethod
     def _interrupted(study: optuna.Study) -> set:
         """Numbers of the trials failed as interrupted (see :meth:`_recover`)."""
-        prefix = len('trial_')
-        return {int(key[prefix:-len('_fail_reason')]) for key, value in study.user_attrs.items()
-                if key.endswith('_fail_reason') and str(value).startswith(INTERRUPTED)}
+        return {number for number, reason in fail_reasons(study).items()
+                if reason.startswith(INTERRUPTED)}
 
     def _recover(self, study: optuna.Study, round_idx: int, trial,
                  objective: Callable[[List[float]], float]) -> None:
@@ -127,15 +144,15 @@ class PromptSearch:
         with the same sampler seed, so the sampler proposes it again.
         """
         if set(trial.params) != set(self.distributions):
-            fixed = trial.system_attrs.get('fixed_params')
+            fixed = enqueued_params(trial)
             if fixed is None or set(fixed) != set(self.distributions):
-                study.set_user_attr(f'trial_{trial.number}_fail_reason',
+                set_trial_user_attr(study, trial, FAIL_REASON,
                                     f'{INTERRUPTED} while its parameters were written '
                                     f'({len(trial.params)} of {self.num_groups})')
                 study.tell(trial.number, state=TrialState.FAIL)
                 return
             # the queue entry's values, written as Optuna's ask would have
-            live = optuna.trial.Trial(study, trial._trial_id)
+            live = reopen_trial(study, trial)
             for name, dist in self.distributions.items():
                 live.suggest_float(name, dist.low, dist.high)
         self._evaluate(study, round_idx, trial.number, objective)
@@ -178,6 +195,7 @@ class PromptSearch:
         best = best_trial(study)
         if best is None:
             raise RuntimeError(f'prompt search round {round_idx}: no trial completed '
-                               f'(failure reasons in the user attributes of the study '
+                               f'(why each failed: the user attribute '
+                               f'{FAIL_REASON!r} of the trials of the study '
                                f'{study.study_name} at {self.storage})')
         return self.weights_of(best.params), float(best.value)

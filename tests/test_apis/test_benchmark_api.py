@@ -1,4 +1,4 @@
-"""bipa.apis' benchmark: one in-process run on the demo config (64 px), the
+"""bipa.benchmark: one in-process run on the demo config (64 px), the
 timing and counting pieces on their own, the targets and the report."""
 import copy
 import math
@@ -11,18 +11,18 @@ from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.structures import InstanceData
 
-from bipa.apis import (
+from bipa.apis import load_config
+from bipa.benchmark import (
     BenchmarkOptions,
     StepBreakdown,
     build_synthetic_batch,
     check_targets,
     exit_status,
     format_report,
-    load_config,
     run_benchmark,
     strip_weights,
 )
-from bipa.apis.benchmark import (
+from bipa.benchmark.harness import (
     Meter,
     PositiveCounter,
     autocast,
@@ -37,7 +37,7 @@ from bipa.apis.benchmark import (
     input_size_of,
     setup_env,
 )
-from bipa.apis.step_breakdown import BREAKDOWN_ROWS, Clock, split_step
+from bipa.benchmark.step_breakdown import BREAKDOWN_ROWS, Clock, split_step
 from tests.conftest import DEMO_CFG, ROOT
 
 CPU = torch.device('cpu')

@@ -9,6 +9,7 @@ from optuna.trial import TrialState
 
 from bipa.datasets import holdout_image_ids
 from bipa.engine import MaskObjective, PromptSearch
+from bipa.engine.prompt_search import fail_reasons
 
 
 @pytest.fixture
@@ -97,9 +98,26 @@ def test_failed_trials_are_recorded_with_their_reason(tmp_path):
     study = search.study(1)
     states = [t.state for t in study.trials]
     assert states.count(TrialState.FAIL) == 2 and states.count(TrialState.COMPLETE) == 2
-    reasons = study.user_attrs
-    assert 'CUDA out of memory' in reasons['trial_1_fail_reason']
-    assert 'not finite' in reasons['trial_2_fail_reason']
+    reasons = [t.user_attrs.get('fail_reason') for t in study.trials]
+    assert reasons[0] is None and reasons[3] is None
+    assert reasons[1] == 'RuntimeError: CUDA out of memory (simulated)'
+    assert reasons[2] == 'FloatingPointError: f is not finite (nan)'
+    assert fail_reasons(study) == {1: reasons[1], 2: reasons[2]} and study.user_attrs == {}
+
+
+def test_fail_reasons_of_a_storage_written_before_they_were_trial_attrs(tmp_path):
+    """Such a storage keeps them as the study's ``trial_<n>_fail_reason``; a
+    search resumed from it still skips the trials failed as interrupted."""
+    study = make_search(tmp_path).study(1)
+    for _ in range(3):
+        study.ask()
+    study.set_user_attr('trial_1_fail_reason', 'interrupted while its parameters were written')
+    study.set_user_attr('trial_2_fail_reason', 'ValueError: bad')
+    for number in range(3):
+        study.tell(number, state=TrialState.FAIL)
+    assert fail_reasons(study) == {1: 'interrupted while its parameters were written',
+                                   2: 'ValueError: bad'}
+    assert PromptSearch._interrupted(study) == {1}
 
 
 def test_all_trials_failing_stops_the_run(tmp_path):
@@ -217,6 +235,5 @@ def test_a_kill_at_any_point_of_a_trial_resumes_to_the_same_trials(
     assert complete(resumed) == uninterrupted  # same trials, order and f
     study = resumed.study(1)
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
-    assert all(study.user_attrs[f'trial_{t.number}_fail_reason'].startswith('interrupted')
-               for t in failed)
+    assert all(t.user_attrs['fail_reason'].startswith('interrupted') for t in failed)
     assert len(failed) == (1 if 'sampled' in kill else 0)

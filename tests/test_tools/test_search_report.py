@@ -71,6 +71,7 @@ def test_report_lists_every_trial_and_marks_the_best(search, tmp_path, capsys):
             assert (mark == '*') == (number == best[1]), row.string
     states = [row.group(3) for row in map(LINE.fullmatch, out[1:5])]
     assert states == ['COMPLETE', 'COMPLETE', 'FAIL', 'COMPLETE']  # round 1: the 3rd failed
+    assert rounds[1].trials[2].user_attrs == {'fail_reason': 'ValueError: simulated bad batch'}
     # round 1 starts at the identity, round 2 at round 1's best
     assert search.weights_of(rounds[1].trials[0].params) == [1.0] * GROUPS
     assert search.weights_of(rounds[2].trials[0].params) == search.best(1)[0]

@@ -8,8 +8,8 @@ predict, in one process (the model is built once, with random weights).
         [--memory-cap-gb 20] [--targets] [--json out.json] [--summary out.txt]
 
 Each ``--batch-size`` is one run, in the given order. What each phase
-measures: :mod:`bipa.apis.benchmark` and :mod:`bipa.apis.step_breakdown`;
-``--targets`` checks :func:`bipa.apis.check_targets` and exits 1 when one
+measures: :mod:`bipa.benchmark.harness` and :mod:`bipa.benchmark.step_breakdown`;
+``--targets`` checks :func:`bipa.benchmark.check_targets` and exits 1 when one
 fails.
 """
 import argparse
@@ -21,8 +21,14 @@ from typing import Optional, Sequence
 import torch
 from mmengine.config import DictAction
 
-from bipa.apis import BenchmarkOptions, check_targets, exit_status, format_report, run_benchmark
-from bipa.apis.benchmark_report import MAX_PEAK_GB, MAX_STEP_OVER_FLOOR, TARGET_BATCH_SIZE
+from bipa.benchmark import (
+    BenchmarkOptions,
+    check_targets,
+    exit_status,
+    format_report,
+    run_benchmark,
+)
+from bipa.benchmark.report import MAX_PEAK_GB, MAX_STEP_OVER_FLOOR, TARGET_BATCH_SIZE
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -13,16 +13,17 @@ from typing import Dict, List
 import optuna
 from optuna.trial import TrialState
 
-from bipa.apis import best_trial, load_rounds
+from bipa.apis import best_trial, fail_reasons, load_rounds
 
 
 def format_round(round_idx: int, study: optuna.Study) -> List[str]:
     lines = [f'round {round_idx} ({study.study_name}): {len(study.trials)} trials']
     best = getattr(best_trial(study), 'number', None)
+    reasons = fail_reasons(study)
     for t in study.trials:
         weights = ' '.join(f'{t.params[k]:.3f}' for k in sorted(t.params))
         value = f'{t.value:.6f}' if t.value is not None else '-'
-        reason = study.user_attrs.get(f'trial_{t.number}_fail_reason', '')
+        reason = reasons.get(t.number, '')
         mark = '*' if t.number == best else ' '
         lines.append(f' {mark}{t.number:4d} {t.state.name:8s} f={value:>10s}  w=[{weights}]'
                      + (f'  ({reason})' if reason else ''))
