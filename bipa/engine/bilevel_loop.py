@@ -1,22 +1,24 @@
 """BiPA's alternating training loop (paper Sec. 3.3, two-stage strategy)."""
 import copy
 import json
+import logging
 import os.path as osp
 from typing import Callable, Iterator, Optional, Union
 
 import torch
 from mmdet.registry import DATASETS, LOOPS
 from mmengine.dataset import pseudo_collate
-from mmengine.dist import broadcast, is_main_process
+from mmengine.dist import broadcast, get_rank, get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper
-from mmengine.runner import IterBasedTrainLoop
+from mmengine.runner import IterBasedTrainLoop, find_latest_checkpoint
 from torch.utils.data import DataLoader
 
 from ..utils import ConfigError, get_rng_states, lock_work_dir, set_rng_states
 from ..utils.checkpoint_files import ATOMIC_BACKEND, LAST_CHECKPOINT, write_text_atomic
+from ..utils.rng import gather_rng_states, rank_rng_states
 from .bilevel_config import UNITS, BilevelConfig
 from .prompt_objective import MaskObjective
 from .prompt_search import PromptSearch
@@ -54,13 +56,28 @@ class _SearchHook(Hook):
 
 
 class _LoopStateHook(Hook):
-    """Saves the loop's state (and the RNG states) in every checkpoint and hands
-    a loaded one back to the loop."""
+    """Saves the loop's state (and every rank's RNG states) in every checkpoint
+    and hands a loaded one back to the loop.
 
-    priority = 'VERY_LOW'
+    Rank 0 alone writes checkpoints (``Runner.save_checkpoint``, and so
+    ``before_save_checkpoint``, runs on rank 0 only), so the ranks' states
+    are gathered to it beforehand, by every rank: after each training
+    iteration (after the search, before ``CheckpointHook``) and each
+    validation (before a best checkpoint), and in the loop's own saves."""
+
+    priority = 85  # after _SearchHook (80), before CheckpointHook (VERY_LOW, 90)
 
     def __init__(self, loop: 'BilevelLoop') -> None:
         self.loop = loop
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self.loop.gathered_rng = None  # stale once the iteration draws numbers
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.loop.gather_rng_states()
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self.loop.gather_rng_states()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['bilevel_loop'] = self.loop.state_dict()
@@ -137,6 +154,10 @@ class BilevelLoop(IterBasedTrainLoop):
     ``search`` (:class:`SearchConfig`) configures the upper level: D_val's
     pipeline and loader, the sampler and its seed, the Optuna storage.
     """
+
+    # every rank's RNG states, gathered to rank 0 for the next checkpoint (None
+    # on the other ranks, and once an iteration starts)
+    gathered_rng: Optional[list] = None
 
     def __init__(self, runner, dataloader: Union[dict, DataLoader], **train_cfg) -> None:
         cfg = self.config = BilevelConfig.from_cfg(train_cfg)
@@ -377,24 +398,48 @@ class BilevelLoop(IterBasedTrainLoop):
         return dict(T=self.T, K_a=self.K_a, K_b=self.K_b, K_c=self.K_c, unit=self.unit,
                     strategy=self.strategy, iters_per_unit=self.iters_per_unit)
 
+    def gather_rng_states(self) -> None:
+        """Gather every rank's RNG states to rank 0 for the checkpoints written
+        before the next iteration starts (a collective: every rank calls it;
+        one process has nothing to gather)."""
+        if get_world_size() > 1:
+            self.gathered_rng = gather_rng_states()
+
     def state_dict(self) -> dict:
-        return dict(rounds_done=self.rounds_done, rng=get_rng_states(), **self._schedule())
+        """The loop's state; ``rng``: the RNG states of every rank, indexed by rank."""
+        rng = [get_rng_states()] if get_world_size() == 1 else self.gathered_rng
+        if rng is None:  # rank 0, in a save no gather precedes: rank 0's, for every rank
+            print_log('BilevelLoop: this checkpoint holds rank 0\'s RNG states only (saved '
+                      'outside a training iteration\'s or validation\'s hooks); a resume '
+                      'gives them to every rank', logger='current', level=logging.WARNING)
+            rng = get_rng_states()
+        return dict(rounds_done=self.rounds_done, rng=rng, **self._schedule())
 
     # --- the loop -------------------------------------------------------------
 
     def run(self) -> torch.nn.Module:
         lock = lock_work_dir(self.runner.work_dir) if is_main_process() else None
         try:
+            if self._iter and self.loaded_state is not None:  # resuming
+                self.loaded_state = self._with_rank_rng(self.loaded_state)
             self.dataloader_iterator.skip = self._iter  # resuming: _resume after the skip
             return super().run()
         finally:
             if lock is not None:
                 lock.close()
 
+    def _with_rank_rng(self, state: dict) -> dict:
+        """A loaded loop state with this rank's RNG states; a checkpoint written
+        by another number of processes stops the run here, before the skip."""
+        name = self.runner.cfg.get('load_from') or find_latest_checkpoint(self.runner.work_dir)
+        rng = rank_rng_states(state['rng'], rank=get_rank(), world_size=get_world_size(),
+                              checkpoint=f'{name} (iteration {self._iter})')
+        return dict(state, rng=rng)
+
     def _resume(self) -> None:
         """Continue a resumed run where its checkpoint left off: the loop's
-        state and the RNG states (restored after the dataloader skip, which
-        consumed random numbers), rho* frozen in fine-tuning, and a search the
+        state and this rank's RNG states (restored after the dataloader skip,
+        which consumed random numbers), rho* frozen in fine-tuning, and a search the
         checkpoint was written before."""
         state, self.loaded_state = self.loaded_state, None
         if state is not None:
@@ -430,6 +475,7 @@ class BilevelLoop(IterBasedTrainLoop):
         again after the search: rho* and the next round's state replace it."""
         work_dir = self.runner.work_dir
         filename = f'iter_{iteration}.pth'
+        self.gather_rng_states()
         self.runner.save_checkpoint(work_dir, filename, meta=dict(iter=iteration),
                                     by_epoch=False, backend_args=dict(backend=ATOMIC_BACKEND))
         if is_main_process():

@@ -1,6 +1,9 @@
 import glob
 import json
+import os
 import os.path as osp
+import re
+import shutil
 
 import optuna
 import pytest
@@ -10,6 +13,7 @@ from mmengine.runner import Runner
 from optuna.trial import TrialState
 
 from bipa.engine import BilevelLoop, PromptSearch
+from bipa.utils import ConfigError
 from tests.test_engine.conftest import RecordPrompt
 
 
@@ -340,3 +344,64 @@ def test_learned_base_embedding_trains_in_adaptation_only(loop_cfg):
     with pytest.raises(ValueError, match="base='learned' applies to mode 'bilevel'"):
         cfg.model.roi_head.mask_head.dense_prompt.mode = 'naive'
         Runner.from_cfg(cfg)
+
+
+def test_rng_states_per_rank(reference_run, monkeypatch):
+    """The loop's part of per-rank RNG states, on one process: two ranks stood
+    in for by the gather, the world size and the rank (the real gather over
+    two processes: tests/test_tools/test_dist_train.py)."""
+    loop = reference_run.train_loop
+    hook = next(h for h in reference_run.hooks if type(h).__name__ == '_LoopStateHook')
+    one = loop.state_dict()['rng']  # one process: a list of one, of the current states
+    assert len(one) == 1 and torch.equal(one[0]['torch'], torch.get_rng_state())
+
+    module = 'bipa.engine.bilevel_loop.'
+    monkeypatch.setattr(module + 'get_world_size', lambda: 2)
+    monkeypatch.setattr(module + 'gather_rng_states', lambda: ['rank0', 'rank1'])
+    try:
+        hook.after_train_iter(reference_run, 0)  # every rank, before CheckpointHook
+        checkpoint = {}
+        hook.before_save_checkpoint(reference_run, checkpoint)  # rank 0
+        assert checkpoint['bilevel_loop']['rng'] == ['rank0', 'rank1']
+        monkeypatch.setattr(module + 'get_rank', lambda: 1)
+        state = loop._with_rank_rng(checkpoint['bilevel_loop'])  # a resume, on rank 1
+        assert state['rng'] == 'rank1'
+        hook.before_train_iter(reference_run, 0)  # stale: a save now holds rank 0's only
+        logged = []
+        monkeypatch.setattr(module + 'print_log', lambda msg, **kwargs: logged.append(msg))
+        rng = loop.state_dict()['rng']
+        assert rng.keys() >= {'torch', 'numpy', 'python'}
+        assert len(logged) == 1 and "holds rank 0's RNG states only" in logged[0]
+    finally:
+        loop.gathered_rng = None
+
+
+def test_resume_from_a_checkpoint_with_one_rng_state(loop_cfg, tmp_path, reference_run):
+    """Checkpoints written before per-rank states hold one dict: every rank
+    restores it (one process: the same run as before)."""
+    checkpoint = torch.load(osp.join(reference_run.work_dir, 'iter_4.pth'), weights_only=False)
+    assert len(checkpoint['bilevel_loop']['rng']) == 1
+    checkpoint['bilevel_loop']['rng'] = checkpoint['bilevel_loop']['rng'][0]
+    old = str(tmp_path / 'old_iter_4.pth')
+    torch.save(checkpoint, old)
+    cfg = loop_cfg(work_dir=tmp_path / 'resumed')
+    cfg.resume, cfg.load_from = True, old
+    os.makedirs(cfg.work_dir)  # with the searches' study, as in the run's own work dir
+    shutil.copy(osp.join(reference_run.work_dir, 'prompt_search.db'), cfg.work_dir)
+    resumed = run(cfg)
+    assert resumed.iter == reference_run.iter
+    for (name, a), b in zip(reference_run.model.state_dict().items(),
+                            resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_resume_with_another_world_size_is_refused(loop_cfg, tmp_path, reference_run):
+    checkpoint = torch.load(osp.join(reference_run.work_dir, 'iter_4.pth'), weights_only=False)
+    checkpoint['bilevel_loop']['rng'] *= 2  # as if written by two processes
+    two = str(tmp_path / 'two_ranks_iter_4.pth')
+    torch.save(checkpoint, two)
+    cfg = loop_cfg(work_dir=tmp_path / 'resumed')
+    cfg.resume, cfg.load_from = True, two
+    expected = f'cannot resume from {two} (iteration 4): it was written by 2 process(es), '
+    with pytest.raises(ConfigError, match='^' + re.escape(expected + 'this run has 1; ')):
+        run(cfg)

@@ -1,10 +1,13 @@
-"""Imported by the config of the distributed test: each rank saves its final
-model state, so that the test can compare the ranks."""
+"""Imported by the configs of the distributed tests: each rank saves its final
+model state, so that the tests can compare the ranks and the runs; and every
+rank SIGKILLs itself at a given iteration, for a resume."""
+import os
 import os.path as osp
+import signal
 
 import torch
 from mmdet.registry import HOOKS
-from mmengine.dist import get_rank
+from mmengine.dist import barrier, get_rank
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -16,3 +19,20 @@ class DumpRankStateHook(Hook):
     def after_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         torch.save(model.state_dict(), osp.join(runner.work_dir, f'rank{get_rank()}.pth'))
+
+
+@HOOKS.register_module()
+class SigkillAtHook(Hook):
+    """Every rank SIGKILLs itself before training iteration ``iteration + 1``,
+    once all ranks got there (rank 0 has written the previous iteration's
+    checkpoint)."""
+
+    priority = 'HIGHEST'
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if runner.iter == self.iteration:
+            barrier()
+            os.kill(os.getpid(), signal.SIGKILL)

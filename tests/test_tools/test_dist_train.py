@@ -1,5 +1,6 @@
 """Two CPU processes (gloo) through tools/dist_train.sh: a short bilevel run
-with a search on rank 0, rho broadcast, and batch-norm statistics averaged."""
+with a search on rank 0, rho broadcast, and batch-norm statistics averaged;
+the same run SIGKILLed mid-adaptation and resumed ends with the same model."""
 import os
 import os.path as osp
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import textwrap
 
 import mmengine
+import pytest
 import torch
 from optuna.trial import TrialState
 
@@ -14,8 +16,24 @@ from bipa.apis import load_rounds
 from tests.conftest import ROOT
 
 
-def test_two_cpu_processes_train_the_same_model(e2e_data, tmp_path):
-    cfg = tmp_path / 'dist.py'
+def dist_train(cfg, work_dir, port, *args):
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PORT': str(port),
+           'PATH': osp.dirname(sys.executable) + os.pathsep + os.environ['PATH']}
+    return subprocess.run(['bash', 'tools/dist_train.sh', str(cfg), '2', '--work-dir',
+                           str(work_dir), *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=150)
+
+
+def rank_states(work_dir):
+    return [torch.load(osp.join(work_dir, f'rank{r}.pth'), weights_only=True) for r in (0, 1)]
+
+
+@pytest.fixture(scope='module')
+def two_rank_run(e2e_data, tmp_path_factory):
+    """The uninterrupted two-rank run, shared by the tests of this module: its
+    config, work dir and environment."""
+    tmp = tmp_path_factory.mktemp('dist')
+    cfg = tmp / 'dist.py'
     cfg.write_text(textwrap.dedent(f'''
         _base_ = ['{e2e_data["config"]}']
         custom_imports = dict(imports=['bipa', 'tests.test_tools.rank_state_probe'],
@@ -24,14 +42,17 @@ def test_two_cpu_processes_train_the_same_model(e2e_data, tmp_path):
         train_dataloader = dict(batch_size=1)
         # identity is outside B: rank 0's rho differs from rank 1's initial ones
         model = dict(roi_head=dict(mask_head=dict(dense_prompt=dict(search_interval=(1.5, 3.0)))))
+        # a checkpoint mid-adaptation (round 2 is iterations 3 and 4), for the resume
+        default_hooks = dict(checkpoint=dict(interval=3))
     '''))
-    work_dir = str(tmp_path / 'work')
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PORT': '29517',
-           'PATH': osp.dirname(sys.executable) + os.pathsep + os.environ['PATH']}
-    proc = subprocess.run(['bash', 'tools/dist_train.sh', str(cfg), '2', '--work-dir', work_dir],
-                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=150)
+    work_dir = tmp / 'work'
+    proc = dist_train(cfg, work_dir, 29517)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(cfg=cfg, work_dir=str(work_dir))
 
+
+def test_two_cpu_processes_train_the_same_model(two_rank_run, e2e_data, tmp_path):
+    cfg, work_dir = two_rank_run['cfg'], two_rank_run['work_dir']
     # only rank 0 searched: exactly K_b trials per round
     rounds = load_rounds(osp.join(work_dir, 'prompt_search.db'))
     assert list(rounds) == [1, 2]
@@ -39,8 +60,7 @@ def test_two_cpu_processes_train_the_same_model(e2e_data, tmp_path):
         assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
 
     # both ranks end with the same rho, weights and batch-norm statistics
-    rank0, rank1 = (torch.load(osp.join(work_dir, f'rank{r}.pth'), weights_only=True)
-                    for r in (0, 1))
+    rank0, rank1 = rank_states(work_dir)
     best = rounds[2].best_params
     torch.testing.assert_close(rank0['roi_head.mask_head.dense_prompt.group_weights'],
                                torch.tensor([best[f'w{g:02d}'] for g in range(16)]))
@@ -54,6 +74,8 @@ def test_two_cpu_processes_train_the_same_model(e2e_data, tmp_path):
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     preds = tmp_path / 'preds.pkl'
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PORT': '29517',
+           'PATH': osp.dirname(sys.executable) + os.pathsep + os.environ['PATH']}
     proc = subprocess.run(['bash', 'tools/dist_test.sh', str(cfg), checkpoint, '2',
                            '--work-dir', str(tmp_path / 'test'), '--out', str(preds)],
                           cwd=ROOT, capture_output=True, text=True, env=env, timeout=150)
@@ -62,3 +84,30 @@ def test_two_cpu_processes_train_the_same_model(e2e_data, tmp_path):
     test_json = mmengine.load(osp.join(e2e_data['data'], 'annotations', 'test.json'))
     assert sorted(r['img_id'] for r in results) == sorted(i['id'] for i in test_json['images'])
     assert all('masks' in r['pred_instances'] for r in results)
+
+
+def test_workers_killed_mid_adaptation_resume_to_the_same_model(two_rank_run, tmp_path):
+    """Each rank resumes with its own RNG states: the ranks' differ at the
+    checkpoint (they draw for different images), and rank 0's on both ranks
+    would sample other RoIs on rank 1 and end with other weights."""
+    killed = tmp_path / 'killed.py'
+    killed.write_text(textwrap.dedent(f'''
+        _base_ = ['{two_rank_run["cfg"]}']
+        custom_hooks = [dict(type='SyncNormStatsHook'), dict(type='DumpRankStateHook'),
+                        dict(type='SigkillAtHook', iteration=3)]
+    '''))
+    work_dir = tmp_path / 'work'
+    dead = dist_train(killed, work_dir, 29521)
+    assert dead.returncode != 0 and 'Signal 9 (SIGKILL)' in dead.stderr, dead.stderr[-3000:]
+    assert not osp.exists(work_dir / 'iter_4.pth') and not osp.exists(work_dir / 'rank0.pth')
+    checkpoint = torch.load(work_dir / 'iter_3.pth', weights_only=False)
+    rng = checkpoint['bilevel_loop']['rng']
+    assert len(rng) == 2 and not torch.equal(rng[0]['torch'], rng[1]['torch'])
+
+    resumed = dist_train(two_rank_run['cfg'], work_dir, 29522, '--resume')
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 'Resuming the adaptation phase at iteration 3' in resumed.stdout + resumed.stderr
+    for reference, state in zip(rank_states(two_rank_run['work_dir']), rank_states(work_dir)):
+        assert reference.keys() == state.keys()
+        for key in reference:
+            assert torch.equal(reference[key], state[key]), key
