@@ -71,6 +71,29 @@ def sampling_result(gt_bboxes, gt_inds):
                           gt_flags=priors.new_zeros(len(priors), dtype=torch.uint8))
 
 
+class Killed(BaseException):
+    """Stands for the process being killed (no ``except Exception`` catches it)."""
+
+
+class HalfWrittenFile:
+    """A file object whose first ``write`` writes half of its data, flushes and
+    is then killed: a process killed in the middle of writing a file."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, data):
+        self.f.write(data[:len(data) // 2])
+        self.f.flush()
+        raise Killed
+
+
 def run_tool(tool, *args):
     """A tool's ``main()`` as its command line ``tool.py ARGS`` would call it."""
     with mock.patch.object(sys, 'argv', [f'{tool.__name__}.py', *map(str, args)]):

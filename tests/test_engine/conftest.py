@@ -6,7 +6,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from bipa.datasets.synthetic import generate_synthetic_dataset
-from tests.conftest import tiny_bilevel_cfg
+from tests.conftest import Killed, tiny_bilevel_cfg
 
 
 class RecordPrompt(Hook):
@@ -19,6 +19,27 @@ class RecordPrompt(Hook):
         prompt = runner.model.dense_prompt
         self.weights.append(prompt.get_group_weights())
         self.embeddings.append(prompt.embedding.detach().clone())
+
+
+class KillAt(Hook):
+    """Raises :class:`Killed` after iteration ``iteration`` (1-based): the
+    process dies there, after that iteration's hooks of higher priority."""
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.iteration:
+            raise Killed
+
+
+def run_loop(cfg, hook=None):
+    """Train ``cfg``'s Runner, with ``hook`` registered when given."""
+    runner = Runner.from_cfg(cfg)
+    if hook is not None:
+        runner.register_hook(hook)
+    runner.train()
+    return runner
 
 
 def make_loop_cfg(data_root, work_dir, **train_cfg):

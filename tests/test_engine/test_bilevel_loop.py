@@ -14,15 +14,9 @@ from optuna.trial import TrialState
 
 from bipa.engine import BilevelLoop, PromptSearch
 from bipa.utils import ConfigError
-from tests.test_engine.conftest import RecordPrompt
-
-
-def run(cfg, hook=None):
-    runner = Runner.from_cfg(cfg)
-    if hook is not None:
-        runner.register_hook(hook)
-    runner.train()
-    return runner
+from tests.conftest import Killed
+from tests.test_engine.conftest import KillAt, RecordPrompt
+from tests.test_engine.conftest import run_loop as run
 
 
 def studies(work_dir):
@@ -137,10 +131,6 @@ def test_strategy_must_match_the_model(loop_cfg):
         Runner.from_cfg(cfg).train()
 
 
-class Killed(BaseException):
-    """Stands for the process being killed (not caught as a failed trial)."""
-
-
 def test_resume_mid_search_loses_and_repeats_no_trial(loop_cfg, tmp_path, monkeypatch,
                                                       reference_run):
     reference = reference_run
@@ -176,15 +166,6 @@ def test_resume_mid_search_loses_and_repeats_no_trial(loop_cfg, tmp_path, monkey
     for (name, a), b in zip(reference.model.state_dict().items(),
                             resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
-
-
-class KillAt(Hook):
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if runner.iter + 1 == self.iteration:
-            raise Killed
 
 
 @pytest.mark.parametrize('kill_at', [1, 5])  # during adaptation training, during fine-tuning

@@ -9,33 +9,11 @@ import shutil
 
 import pytest
 import torch
-from mmengine.hooks import Hook
-from mmengine.runner import Runner
 
 from bipa.utils.cli import run_cli
-from tests.conftest import load_tool
-from tests.test_engine.conftest import make_loop_cfg
-
-
-class Killed(BaseException):
-    """Stands for the process being killed."""
-
-
-class KillAt(Hook):
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if runner.iter + 1 == self.iteration:
-            raise Killed
-
-
-def run(cfg, hook=None):
-    runner = Runner.from_cfg(cfg)
-    if hook is not None:
-        runner.register_hook(hook)
-    runner.train()
-    return runner
+from tests.conftest import HalfWrittenFile, Killed, load_tool
+from tests.test_engine.conftest import KillAt, make_loop_cfg
+from tests.test_engine.conftest import run_loop as run
 
 
 def last_checkpoint(work_dir):
@@ -105,26 +83,11 @@ def test_a_write_killed_midway_leaves_the_previous_file(reference_run, tiny_data
     cfg.default_hooks.checkpoint.interval = 2
     writes, real_open = [], open
 
-    class DyingFile:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[:len(data) // 2])
-            self.f.flush()
-            raise Killed
-
     def dying_open(file, mode='r', *args, **kwargs):
         if 'w' in mode and 'iter_4.pth' in osp.basename(str(file)):
             writes.append(file)
             if len(writes) == 2:  # CheckpointHook's, after the loop's
-                return DyingFile(real_open(file, mode, *args, **kwargs))
+                return HalfWrittenFile(real_open(file, mode, *args, **kwargs))
         return real_open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr(builtins, 'open', dying_open)

@@ -7,10 +7,7 @@ from mmengine.runner.checkpoint import save_checkpoint
 
 from bipa.utils import UnreadableCheckpointError, checkpoint_files, checkpoint_problem
 from bipa.utils.checkpoint_files import atomic_open, find_resume_checkpoint, repair_last_checkpoint
-
-
-class Killed(BaseException):
-    pass
+from tests.conftest import HalfWrittenFile, Killed
 
 
 def save(path, value):
@@ -35,23 +32,9 @@ def test_mmengine_save_checkpoint_through_the_atomic_backend(tmp_path, monkeypat
     save(path, 1)
     real_open = open
 
-    class HalfWritten:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[:len(data) // 2])
-            raise Killed
-
     # the module's own open: a kill in the middle of the temporary file's write
     monkeypatch.setattr(checkpoint_files, 'open',
-                        lambda *a, **k: HalfWritten(real_open(*a, **k)), raising=False)
+                        lambda *a, **k: HalfWrittenFile(real_open(*a, **k)), raising=False)
     with pytest.raises(Killed):
         save_checkpoint(dict(w=torch.zeros(3)), str(path),
                         backend_args=dict(backend='atomic_local'))
