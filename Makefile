@@ -40,4 +40,4 @@ $(LINT_VENV)/bin/ruff: requirements/tests.txt
 	touch $@
 
 test: env
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n 2 --dist loadfile tests
