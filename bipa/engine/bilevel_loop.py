@@ -9,7 +9,7 @@ import torch
 from mmdet.registry import DATASETS, LOOPS
 from mmengine.dataset import pseudo_collate
 from mmengine.dist import broadcast, get_rank, get_world_size, is_main_process
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper
@@ -61,9 +61,9 @@ class _LoopStateHook(Hook):
 
     Rank 0 alone writes checkpoints (``Runner.save_checkpoint``, and so
     ``before_save_checkpoint``, runs on rank 0 only), so the ranks' states
-    are gathered to it beforehand, by every rank: after each training
-    iteration (after the search, before ``CheckpointHook``) and each
-    validation (before a best checkpoint), and in the loop's own saves."""
+    are gathered to it beforehand, by every rank: after a training iteration
+    that ``CheckpointHook`` saves (after the search, before that hook), after
+    each validation (before a best checkpoint), and in the loop's own saves."""
 
     priority = 85  # after _SearchHook (80), before CheckpointHook (VERY_LOW, 90)
 
@@ -74,7 +74,20 @@ class _LoopStateHook(Hook):
         self.loop.gathered_rng = None  # stale once the iteration draws numbers
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        self.loop.gather_rng_states()
+        if self._checkpoint_follows(runner):
+            self.loop.gather_rng_states()
+
+    @staticmethod
+    def _checkpoint_follows(runner) -> bool:
+        """Whether a ``CheckpointHook`` saves after this iteration (by its
+        interval, or the last iteration), so that the gather, a collective,
+        runs only then, not in every iteration."""
+        for hook in runner.hooks:
+            if isinstance(hook, CheckpointHook) and not hook.by_epoch and (
+                    hook.every_n_train_iters(runner, hook.interval)
+                    or (hook.save_last and hook.is_last_train_iter(runner))):
+                return True
+        return False
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         self.loop.gather_rng_states()

@@ -340,6 +340,9 @@ def test_rng_states_per_rank(reference_run, monkeypatch):
     monkeypatch.setattr(module + 'get_world_size', lambda: 2)
     monkeypatch.setattr(module + 'gather_rng_states', lambda: ['rank0', 'rank1'])
     try:
+        hook.after_train_iter(reference_run, 0)  # no checkpoint after this iteration
+        assert loop.gathered_rng is None  # so no gather (a collective) either
+        monkeypatch.setattr(type(hook), '_checkpoint_follows', staticmethod(lambda runner: True))
         hook.after_train_iter(reference_run, 0)  # every rank, before CheckpointHook
         checkpoint = {}
         hook.before_save_checkpoint(reference_run, checkpoint)  # rank 0
