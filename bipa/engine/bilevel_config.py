@@ -5,6 +5,8 @@ from typing import Any, Callable, Optional
 
 from ..models.layers.dense_prompt import DENSE_PROMPT_MODES
 from ..utils import ConfigError
+from .prompt_objective import OBJECTIVES
+from .prompt_search import SAMPLERS, SEARCH_METHODS
 
 Check = Callable[[Any], bool]
 UNITS = ('iter', 'epoch')
@@ -88,8 +90,20 @@ class SearchConfig(_TypedConfig):
                                         _optional(_list_of_dicts), default=None)
     batch_size: int = _checked('a positive integer', _positive_int, default=1)
     num_workers: int = _checked('a non-negative integer', _non_negative_int, default=0)
-    #: 'tpe' or 'gp' (checked by PromptSearch)
-    sampler: str = _checked('a string', lambda v: isinstance(v, str), default='tpe')
+    #: 'optuna' (a sampler proposes each trial) or 'gradient' (projected Adam
+    #: on df/drho through the frozen decoder)
+    method: str = _checked(f'one of {SEARCH_METHODS}', _one_of(SEARCH_METHODS),
+                           default='optuna')
+    #: Optuna sampler of method 'optuna': one of SAMPLERS
+    sampler: str = _checked(f'one of {tuple(SAMPLERS)}', _one_of(tuple(SAMPLERS)),
+                            default='tpe')
+    #: keyword arguments of the sampler's class (checked by PromptSearch)
+    sampler_kwargs: dict = _checked('a dict', lambda v: isinstance(v, dict),
+                                    default_factory=dict)
+    #: f: one of OBJECTIVES ('bce' is the paper's)
+    objective: str = _checked(f'one of {OBJECTIVES}', _one_of(OBJECTIVES), default='bce')
+    #: projected Adam of method 'gradient' (GradientSearch's lr, betas, eps)
+    optimizer: dict = _checked('a dict', lambda v: isinstance(v, dict), default_factory=dict)
     seed: int = _checked('a non-negative integer', _non_negative_int, default=0)
     #: an Optuna storage URL; None: SQLite prompt_search.db in the work dir
     storage: Optional[str] = _checked('a storage URL or None',

@@ -20,6 +20,7 @@ from ..utils import ConfigError, get_rng_states, lock_work_dir, set_rng_states
 from ..utils.checkpoint_files import ATOMIC_BACKEND, LAST_CHECKPOINT, write_text_atomic
 from ..utils.rng import gather_rng_states, rank_rng_states
 from .bilevel_config import UNITS, BilevelConfig
+from .gradient_search import GradientSearch
 from .prompt_objective import MaskObjective
 from .prompt_search import PromptSearch
 
@@ -165,7 +166,9 @@ class BilevelLoop(IterBasedTrainLoop):
     ``finetune.reset_optimizer`` clears the optimizer's state (moments).
 
     ``search`` (:class:`SearchConfig`) configures the upper level: D_val's
-    pipeline and loader, the sampler and its seed, the Optuna storage.
+    pipeline and loader, f (``objective``), the solver (``method``: an Optuna
+    ``sampler`` with its ``sampler_kwargs``, or projected Adam on df/drho with
+    its ``optimizer``), the seed and the Optuna storage.
     """
 
     # every rank's RNG states, gathered to rank 0 for the next checkpoint (None
@@ -495,13 +498,17 @@ class BilevelLoop(IterBasedTrainLoop):
             write_text_atomic(osp.join(work_dir, LAST_CHECKPOINT), osp.join(work_dir, filename))
 
     def build_search(self) -> PromptSearch:
+        """The upper level of ``train_cfg.search.method``: :class:`PromptSearch`
+        (Optuna's sampler) or :class:`GradientSearch`."""
         cfg = self.search_cfg
         prompt = self.detector.dense_prompt
         storage = cfg.storage or 'sqlite:///' + osp.join(
             osp.abspath(self.runner.work_dir), 'prompt_search.db')
-        return PromptSearch(storage=storage, study_name=cfg.study_name,
-                            num_groups=prompt.num_groups, interval=prompt.search_interval,
-                            sampler=cfg.sampler, seed=cfg.seed, on_trial=self._log_trial)
+        common = dict(storage=storage, study_name=cfg.study_name, num_groups=prompt.num_groups,
+                      interval=prompt.search_interval, seed=cfg.seed, on_trial=self._log_trial)
+        if cfg.method == 'gradient':
+            return GradientSearch(optimizer=cfg.optimizer, **common)
+        return PromptSearch(sampler=cfg.sampler, sampler_kwargs=cfg.sampler_kwargs, **common)
 
     def build_objective(self) -> MaskObjective:
         cfg = self.search_cfg
@@ -509,8 +516,8 @@ class BilevelLoop(IterBasedTrainLoop):
                             num_workers=cfg.num_workers, collate_fn=pseudo_collate)
         wrapper = self.runner.optim_wrapper
         dtype = wrapper.cast_dtype if isinstance(wrapper, AmpOptimWrapper) else None
-        return MaskObjective(self.runner.model, loader, cache=cfg.cache,
-                             autocast_dtype=dtype, source=self._search_source)
+        return MaskObjective(self.runner.model, loader, cache=cfg.cache, autocast_dtype=dtype,
+                             source=self._search_source, objective=cfg.objective)
 
     def _run_search(self, round_idx: int, iteration: int) -> None:
         prompt = self.detector.dense_prompt

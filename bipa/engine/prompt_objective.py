@@ -1,10 +1,11 @@
 """The upper-level objective f of BiPA: mask BCE on D_val as a function of rho."""
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmdet.models.losses.dice_loss import dice_loss
 from mmdet.structures.bbox import get_box_tensor
 from mmengine.model import is_model_wrapper
 from torch import Tensor, nn
@@ -45,12 +46,50 @@ def bce_with_logits_sum(logits: Tensor, targets: Tensor) -> Tensor:
     ``BCE(x, y) = softplus(x) - x*y`` with ``softplus(x) = max(x, 0) +
     log(1 + exp(-|x|))``: torch's CPU ``log1p`` is not vectorised, ``log`` is.
     Where ``exp(-|x|)`` is below float32's resolution at 1 (``|x| > 16``) the
-    term rounds to 0 instead of ~1e-7.
+    term rounds to 0 instead of ~1e-7. Differentiable when ``logits`` requires
+    a gradient (the same operations, out of place).
     """
     x = logits.float()
-    softplus = x.abs().neg_().exp_().add_(1).log_().add_(x.clamp(min=0))
+    if x.requires_grad:
+        softplus = x.abs().neg().exp().add(1).log().add(x.clamp(min=0))
+    else:
+        softplus = x.abs().neg_().exp_().add_(1).log_().add_(x.clamp(min=0))
     return softplus.sum(dtype=torch.float64) - torch.dot(
         x.flatten(), targets.flatten().to(x.dtype)).double()
+
+
+#: f's choices (``train_cfg.search.objective``): the paper's mean pixel BCE;
+#: mean per-instance soft Dice loss (mmdet's naive Dice); their sum; mean
+#: per-instance soft-IoU loss
+OBJECTIVES = ('bce', 'bce+dice', 'dice', 'soft_iou')
+# additive smoothing of the soft Dice and IoU ratios, in pixels
+OVERLAP_EPS = 1.0
+
+
+def objective_terms(logits: Tensor, targets: Tensor, objective: str) -> Dict[str, Tensor]:
+    """The float64 sums that f of kind ``objective`` is made of, for one chunk
+    of ``(N, H, W)`` logits and 0/1 targets: ``bce`` (summed over pixels),
+    ``dice`` and ``soft_iou`` (per-instance losses summed over instances)."""
+    terms = {}
+    if objective in ('bce', 'bce+dice'):
+        terms['bce'] = bce_with_logits_sum(logits, targets)
+    if objective != 'bce':
+        p = logits.float().sigmoid()
+        t = targets.to(p.dtype)
+        if objective == 'soft_iou':
+            inter = (p * t).sum((1, 2), dtype=torch.float64)
+            union = p.sum((1, 2), dtype=torch.float64) + t.sum((1, 2), dtype=torch.float64) - inter
+            terms['soft_iou'] = (1 - (inter + OVERLAP_EPS) / (union + OVERLAP_EPS)).sum()
+        else:  # 1 - (2|p t| + eps) / (|p| + |t| + eps) per instance
+            terms['dice'] = dice_loss(p, t, eps=OVERLAP_EPS, reduction='sum',
+                                      naive_dice=True).double()
+    return terms
+
+
+def objective_value(sums: Dict[str, float], pixels: int, instances: int) -> float:
+    """f from the sums of :func:`objective_terms` over D_val: BCE per pixel,
+    Dice and soft IoU per instance."""
+    return sum(v / (pixels if k == 'bce' else instances) for k, v in sums.items())
 
 
 @dataclass
@@ -106,7 +145,8 @@ def check_gt_at_input_scale(samples, source: str) -> None:
 
 
 class MaskObjective:
-    """f(w) = mean pixel BCE of BiPA's masks on D_val, for group weights w.
+    """f(w) = mean pixel BCE of BiPA's masks on D_val, for group weights w
+    (``objective='bce'``, the paper's; or another of :data:`OBJECTIVES`).
 
     The RoIs are the GT boxes (no proposals, no sampling), the model is in eval
     mode without gradients, and the caller's random generators are left
@@ -127,11 +167,17 @@ class MaskObjective:
             training AMP dtype), or ``None``.
         chunk_instances: instances per decoder call of a cached trial.
         source: names D_val and its pipeline in error messages.
+        objective: f's kind, one of :data:`OBJECTIVES`.
     """
 
     def __init__(self, model: nn.Module, dataloader, *, cache: bool = True,
                  autocast_dtype: Optional[torch.dtype] = None,
-                 chunk_instances: int = 128, source: str = 'D_val') -> None:
+                 chunk_instances: int = 128, source: str = 'D_val',
+                 objective: str = 'bce') -> None:
+        if objective not in OBJECTIVES:
+            raise ConfigError(f'train_cfg.search.objective must be one of {OBJECTIVES}, '
+                              f'got {objective!r}')
+        self.objective = objective
         self.model = model.module if is_model_wrapper(model) else model
         self.dataloader = dataloader
         self.cache = cache
@@ -183,16 +229,44 @@ class MaskObjective:
         self.batches = None
 
     def __call__(self, weights: Sequence[float]) -> float:
+        """f at group weights ``weights``."""
+        return self._evaluate(weights, with_grad=False)[0]
+
+    def value_and_grad(self, weights: Sequence[float]) -> Tuple[float, List[float]]:
+        """f and its exact gradient with respect to the group weights, w fixed:
+        rho enters only the frozen decoder, so autograd through the decoder
+        (and the cached inputs) gives df/drho's group weights."""
+        value, grad = self._evaluate(weights, with_grad=True)
+        return value, grad
+
+    def _evaluate(self, weights: Sequence[float],
+                  with_grad: bool) -> Tuple[float, Optional[List[float]]]:
         self.prepare()
+        w = torch.tensor([float(v) for v in weights], dtype=torch.float64,
+                         requires_grad=with_grad)
+        sums: Dict[str, Tensor] = {}
+        grads: Dict[str, Tensor] = {}
+        pixels = instances = 0
         with self._eval_context():
-            total, count = torch.zeros((), dtype=torch.float64), 0
             batches = self.batches if self.cache else self._batches_of_dataset()
             for batch in batches:
-                logits = self.model.mask_logits(batch.prompts, batch.size, group_weights=weights)
-                targets = unpack_bits(batch.targets, batch.size)
-                total += bce_with_logits_sum(logits, targets).cpu()
-                count += targets.numel()
-        if count == 0:
+                with torch.set_grad_enabled(with_grad):
+                    logits = self.model.mask_logits(batch.prompts, batch.size, group_weights=w)
+                    targets = unpack_bits(batch.targets, batch.size)
+                    terms = objective_terms(logits, targets, self.objective)
+                for key, term in terms.items():
+                    sums[key] = sums.get(key, 0) + term.detach().cpu()
+                    if with_grad:
+                        # one chunk's graph at a time: memory of one decoder call
+                        grad, = torch.autograd.grad(term, w, retain_graph=len(terms) > 1)
+                        grads[key] = grads.get(key, 0) + grad
+                pixels += targets.numel()
+                instances += targets.shape[0]
+        if instances == 0:
             raise ValueError(f'{self.source} holds no instance: the prompt search has '
                              'nothing to score')
-        return float(total / count)
+        value = objective_value({k: float(v) for k, v in sums.items()}, pixels, instances)
+        if not with_grad:
+            return value, None
+        grad = sum(g / (pixels if k == 'bce' else instances) for k, g in grads.items())
+        return value, grad.tolist()

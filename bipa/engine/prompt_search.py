@@ -1,5 +1,8 @@
 """Upper level of BiPA: Optuna search over the dense prompt's group weights."""
+import copy
+import inspect
 import math
+import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -12,7 +15,47 @@ from ..models.layers.dense_prompt import check_interval
 from ..utils import ConfigError
 from .optuna_compat import enqueued_params, reopen_trial, set_trial_user_attr
 
-SAMPLERS = ('tpe', 'gp')
+
+class ResumableCmaEsSampler(optuna.samplers.CmaEsSampler):
+    """Optuna's CMA-ES sampler seeding each proposal by ``position`` (the
+    number of trials before it that count) instead of the trial's number: a
+    trial re-asked after one interrupted (:meth:`PromptSearch._recover`)
+    gets the proposal the interrupted one would have had."""
+
+    position: Optional[int] = None
+
+    def sample_relative(self, study, trial, search_space):
+        if self.position is not None:
+            trial = copy.copy(trial)
+            trial.number = self.position
+        return super().sample_relative(study, trial, search_space)
+
+
+#: ``train_cfg.search.sampler``: Optuna's sampler classes, and the keyword
+#: arguments BiPA sets unless ``sampler_kwargs`` does (the seed is always ours)
+SAMPLERS = {
+    'tpe': (optuna.samplers.TPESampler, dict(multivariate=True)),
+    'gp': (optuna.samplers.GPSampler, {}),
+    'cmaes': (ResumableCmaEsSampler, {}),
+    'random': (optuna.samplers.RandomSampler, {}),
+}
+# the sampler keywords Optuna does not check when the sampler is built
+SAMPLER_KWARG_CHECKS = {
+    'n_startup_trials': ('a non-negative integer',
+                         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+    'popsize': ('an integer >= 2 or None', lambda v: v is None or (
+        isinstance(v, int) and not isinstance(v, bool) and v >= 2)),
+    'sigma0': ('a positive number or None', lambda v: v is None or (
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)),
+    **{key: ('True or False', lambda v: isinstance(v, bool))
+       for key in ('multivariate', 'group', 'deterministic_objective', 'use_separable_cma',
+                   'with_margin', 'lr_adapt', 'consider_endpoints', 'constant_liar')},
+}
+# WS-CMA-ES (Optuna's CmaEsSampler(source_trials=...)) starts from the best 10%
+# of the source trials
+WS_CMA_MIN_TRIALS = 10
+#: ``train_cfg.search.method``
+SEARCH_METHODS = ('optuna', 'gradient')
 # what a trial may raise that makes it a failed trial rather than a crash
 TRIAL_ERRORS = (RuntimeError, ValueError, FloatingPointError)
 # the user attribute of a failed trial that says why
@@ -61,28 +104,57 @@ class PromptSearch:
         study_name: prefix of the per-round study names.
         num_groups: N_g.
         interval: B.
-        sampler: ``'tpe'`` (multivariate TPE) or ``'gp'`` (Optuna's GP sampler).
+        sampler: a key of :data:`SAMPLERS`: ``'tpe'`` (multivariate TPE),
+            ``'gp'``, ``'cmaes'`` (warm-started, see :meth:`_make_sampler`) or
+            ``'random'``.
+        sampler_kwargs: keyword arguments of the sampler's class (all but
+            ``seed``), e.g. ``dict(n_startup_trials=4)`` for TPE.
         seed: base seed of the sampler.
         on_trial: called as ``on_trial(round, trial)`` after each finished trial.
     """
 
     def __init__(self, *, storage: str, study_name: str, num_groups: int,
-                 interval: Sequence[float], sampler: str = 'tpe', seed: int = 0,
+                 interval: Sequence[float], sampler: str = 'tpe',
+                 sampler_kwargs: Optional[dict] = None, seed: int = 0,
                  on_trial: Optional[Callable] = None) -> None:
         if sampler not in SAMPLERS:
-            raise ConfigError(f'train_cfg.search.sampler must be one of {SAMPLERS}, '
+            raise ConfigError(f'train_cfg.search.sampler must be one of {tuple(SAMPLERS)}, '
                               f'got {sampler!r}')
         self.storage = storage
         self.study_name = study_name
         self.num_groups = num_groups
         self.interval = check_interval(interval, 'search interval')
         self.sampler = sampler
+        self.sampler_kwargs = self._check_sampler_kwargs(sampler, sampler_kwargs or {})
         self.seed = seed
         self.on_trial = on_trial
         # trials are logged through mmengine's logger (on_trial), not Optuna's
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.distributions = {self.param(g): FloatDistribution(*self.interval)
                               for g in range(num_groups)}
+        # CMA-ES's warm start: the previous round's trials (set by run_round)
+        self._source_trials: Optional[list] = None
+        self._make_sampler(1, 0)  # a bad keyword value stops the run here
+
+    @staticmethod
+    def _check_sampler_kwargs(sampler: str, kwargs: dict) -> dict:
+        """The sampler's keyword arguments: BiPA's defaults updated by
+        ``kwargs``, each a keyword of the sampler's class (``seed`` is BiPA's,
+        and CMA-ES's warm start sets ``source_trials``)."""
+        cls, defaults = SAMPLERS[sampler]
+        accepted = set(inspect.signature(cls.__init__).parameters) - {'self', 'seed'}
+        if sampler == 'cmaes':
+            accepted -= {'source_trials'}
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            raise ConfigError(f'train_cfg.search.sampler_kwargs.{unknown[0]}: not a keyword '
+                              f'of {cls.__name__} here; it takes {", ".join(sorted(accepted))}')
+        for key, value in kwargs.items():
+            expected, check = SAMPLER_KWARG_CHECKS.get(key, (None, None))
+            if check is not None and not check(value):
+                raise ConfigError(f'train_cfg.search.sampler_kwargs.{key} must be {expected}, '
+                                  f'got {value!r}')
+        return dict(defaults, **kwargs)
 
     @staticmethod
     def param(group: int) -> str:
@@ -96,10 +168,26 @@ class PromptSearch:
         return {self.param(g): min(max(float(w), low), high) for g, w in enumerate(weights)}
 
     def _make_sampler(self, round_idx: int, number: int) -> optuna.samplers.BaseSampler:
+        """The sampler for trial ``number`` of round ``round_idx``, seeded from
+        ``(seed, round, number)``. CMA-ES starts from the previous round's
+        trials (WS-CMA-ES's ``source_trials``) or, in round 1, at the centre of B."""
         seed = int(np.random.SeedSequence([self.seed, round_idx, number]).generate_state(1)[0])
-        if self.sampler == 'gp':
-            return optuna.samplers.GPSampler(seed=seed)
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        cls, _ = SAMPLERS[self.sampler]
+        kwargs = dict(self.sampler_kwargs, seed=seed)
+        # WS-CMA-ES sets the initial mean, step size and covariance itself
+        if self.sampler == 'cmaes' and self._source_trials and 'sigma0' not in kwargs \
+                and not kwargs.get('use_separable_cma'):
+            kwargs.update(source_trials=self._source_trials)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+                sampler = cls(**kwargs)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f'train_cfg.search.sampler_kwargs: {cls.__name__} refused '
+                              f'{self.sampler_kwargs}: {err}') from err
+        if isinstance(sampler, ResumableCmaEsSampler):
+            sampler.position = number
+        return sampler
 
     def study(self, round_idx: int) -> optuna.Study:
         return optuna.create_study(
@@ -112,9 +200,11 @@ class PromptSearch:
         trial = study.get_trials(deepcopy=False)[trial_number]
         weights = self.weights_of(trial.params)
         try:
-            value = objective(weights)
+            value, attrs = self._score(objective, weights)
             if not math.isfinite(value):
                 raise FloatingPointError(f'f is not finite ({value})')
+            for key, attr in attrs.items():
+                set_trial_user_attr(study, trial, key, attr)
         except TRIAL_ERRORS as err:
             reason = f'{type(err).__name__}: {err}'
             set_trial_user_attr(study, trial, FAIL_REASON, reason)
@@ -125,6 +215,10 @@ class PromptSearch:
             study.tell(trial_number, value)
         if self.on_trial is not None:
             self.on_trial(round_idx, study.get_trials(deepcopy=False)[trial_number])
+
+    def _score(self, objective: Callable, weights: List[float]) -> Tuple[float, dict]:
+        """f at ``weights`` and the user attributes its trial keeps."""
+        return objective(weights), {}
 
     @staticmethod
     def _interrupted(study: optuna.Study) -> set:
@@ -157,6 +251,22 @@ class PromptSearch:
                 live.suggest_float(name, dist.low, dist.high)
         self._evaluate(study, round_idx, trial.number, objective)
 
+    def _set_warm_start(self, round_idx: int) -> None:
+        """CMA-ES's start: the previous round's COMPLETE trials (read from the
+        storage: resumable) when there are at least :data:`WS_CMA_MIN_TRIALS`;
+        otherwise (and in round 1) the centre of B."""
+        self._source_trials = None
+        if self.sampler == 'cmaes' and round_idx > 1:
+            try:
+                previous = optuna.load_study(
+                    study_name=study_name_of(self.study_name, round_idx - 1), storage=self.storage)
+            except KeyError:  # no previous round in this storage: the centre of B
+                previous = None
+            if previous is not None:
+                source = previous.get_trials(states=(TrialState.COMPLETE, ))
+                # WS-CMA-ES fits its start to the best 10% of them: one at least
+                self._source_trials = source if len(source) >= WS_CMA_MIN_TRIALS else None
+
     def run_round(self, round_idx: int, num_trials: int,
                   objective: Callable[[List[float]], float],
                   warm_start: Sequence[Sequence[float]] = ()) -> Tuple[List[float], float]:
@@ -169,6 +279,7 @@ class PromptSearch:
         stays in the study as FAIL (reason ``interrupted ...``) and does not
         count.
         """
+        self._set_warm_start(round_idx)
         study = self.study(round_idx)
         for weights in warm_start:
             study.enqueue_trial(self.params_of(weights), skip_if_exists=True)

@@ -42,6 +42,13 @@ def test_the_paper_schedule_is_a_bilevel_config():
     (dict(val_split='val_dataloader'), r'both choose D_val'),
     (dict(search=dict(seed=True)), r'^train_cfg\.search\.seed must be a non-negative integer'),
     (dict(finetune=dict(lr=True)), r'^train_cfg\.finetune\.lr must be a positive number'),
+    (dict(search=dict(method='hyper')), r"^train_cfg\.search\.method must be one of "
+     r"\('optuna', 'gradient'\), got 'hyper'"),
+    (dict(search=dict(sampler='CMA')), r"^train_cfg\.search\.sampler must be one of "
+     r"\('tpe', 'gp', 'cmaes', 'random'\)"),
+    (dict(search=dict(objective='iou')), r"^train_cfg\.search\.objective must be one of "
+     r"\('bce', 'bce\+dice', 'dice', 'soft_iou'\)"),
+    (dict(search=dict(sampler_kwargs=[1])), r'^train_cfg\.search\.sampler_kwargs must be a dict'),
 ])
 def test_bad_keys_and_values_are_named(train_cfg, match):
     with pytest.raises(ConfigError, match=match):

@@ -97,6 +97,28 @@ def test_search_config_names_a_bad_key(loop_cfg, search, match):
         Runner.from_cfg(loop_cfg(search=search)).train()
 
 
+@pytest.mark.parametrize('search', [
+    dict(method='gradient', objective='soft_iou', optimizer=dict(lr=0.2)),
+    dict(sampler='cmaes', objective='bce+dice', sampler_kwargs=dict(popsize=2)),
+])
+def test_the_solver_and_objective_come_from_the_config(loop_cfg, search):
+    """Both rounds run the configured solver on the configured f; the final rho
+    is round 2's best, off the identity."""
+    runner = run(loop_cfg(K_b=10, search=search))
+    found = studies(runner.work_dir)
+    round1, round2 = found['prompt_search-round1'], found['prompt_search-round2']
+    assert all(len(finished(s)) == 10 for s in found.values())
+    assert runner.train_loop.build_objective().objective == search['objective']
+    best = [round2.best_trial.params[f'w{g:02d}'] for g in range(16)]
+    assert runner.model.dense_prompt.get_group_weights().tolist() == pytest.approx(best)
+    if search.get('method') == 'gradient':
+        assert all(len(t.user_attrs['grad']) == 16 for t in round1.trials + round2.trials)
+    else:  # round 2's CMA-ES starts from round 1's trials (WS-CMA-ES)
+        assert runner.train_loop.search._source_trials == round1.get_trials(
+            states=(TrialState.COMPLETE, ))
+    assert not torch.equal(runner.model.dense_prompt.get_group_weights(), torch.ones(16))
+
+
 def test_splits_are_logged_and_written(loop_cfg, tiny_data):
     cfg = loop_cfg(T=1, K_a=1, K_c=0)
     cfg.log_level = 'INFO'

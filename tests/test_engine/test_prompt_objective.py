@@ -5,12 +5,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mmdet.registry import DATASETS
+from mmdet.registry import DATASETS, MODELS
 from mmengine.dataset import pseudo_collate
 from mmengine.runner import Runner
 from pycocotools import mask as mask_utils
 
-from bipa.engine.prompt_objective import unpack_bits
+from bipa.engine import GradientSearch, MaskObjective
+from bipa.engine.prompt_objective import OBJECTIVES, unpack_bits
 
 HOLDOUT = dict(count=4, seed=0)
 # mmdet's training order: annotations first, so that Resize scales them too
@@ -153,3 +154,54 @@ def test_gt_at_another_scale_stops_the_run_at_the_first_search(loop_cfg, mixed_s
     # stopped at the first search, in the after_train_iter hooks of the K_a-th
     # (2nd) iteration, before mmengine counts that iteration as done
     assert runner.iter == 1
+
+
+@pytest.mark.parametrize('kind', OBJECTIVES)
+def test_every_objective_has_its_exact_gradient(mixed_loop, kind):
+    """value_and_grad gives f (as the search scores it) and df/dw, checked by
+    central differences, on D_val of mixed image sizes."""
+    runner, loop = mixed_loop
+    objective = MaskObjective(runner.model, loop.build_objective().dataloader, objective=kind)
+    w = [1.0 + 0.05 * g for g in range(16)]
+    value, grad = objective.value_and_grad(w)
+    assert value == pytest.approx(objective(w), rel=1e-6)
+    h = 0.05
+    for g in (0, 9):
+        up, down = list(w), list(w)
+        up[g] += h
+        down[g] -= h
+        numeric = (objective(up) - objective(down)) / (2 * h)
+        assert grad[g] == pytest.approx(numeric, rel=0.05, abs=1e-6)
+    assert any(abs(v) > 1e-6 for v in grad)
+
+
+def test_dice_objective_is_mmdets_dice_loss_per_instance(mixed_loop):
+    runner, loop = mixed_loop
+    objective = MaskObjective(runner.model, loop.build_objective().dataloader,
+                              objective='dice')
+    objective.prepare()
+    logits, targets = [], []
+    with objective._eval_context():
+        for batch in objective.batches:
+            logits.append(runner.model.mask_logits(batch.prompts, batch.size).flatten(1))
+            targets.append(unpack_bits(batch.targets, batch.size).flatten(1))
+    # mmdet's loss config as the demo trains with it, one row per instance
+    dice = MODELS.build(dict(type='DiceLoss', use_sigmoid=True, naive_dice=True, eps=1.0))
+    expected = torch.cat([dice(x, t, reduction_override='none') for x, t in zip(logits, targets)])
+    assert objective([1.0] * 16) == pytest.approx(float(expected.mean()), rel=1e-5)
+    both = MaskObjective(runner.model, objective.dataloader, objective='bce+dice')
+    bce = MaskObjective(runner.model, objective.dataloader)
+    assert both([1.0] * 16) == pytest.approx(bce([1.0] * 16) + float(expected.mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize('kind', OBJECTIVES)
+def test_the_gradient_search_moves_rho_for_every_objective(mixed_loop, kind, tmp_path):
+    """The identity is not a stationary point of f: a few projected Adam steps
+    from it lower every objective."""
+    runner, loop = mixed_loop
+    objective = MaskObjective(runner.model, loop.build_objective().dataloader, objective=kind)
+    search = GradientSearch(storage=f'sqlite:///{tmp_path}/s.db', study_name='t',
+                            num_groups=16, interval=(0.5, 2.0), optimizer=dict(lr=0.05))
+    identity = [1.0] * 16
+    best, value = search.run_round(1, 4, objective, warm_start=[identity])
+    assert best != identity and value < objective(identity)

@@ -1,4 +1,6 @@
+import json
 import math
+import wsgiref.util
 
 import numpy as np
 import optuna
@@ -8,7 +10,7 @@ from mmengine.runner import Runner
 from optuna.trial import TrialState
 
 from bipa.datasets import holdout_image_ids
-from bipa.engine import MaskObjective, PromptSearch
+from bipa.engine import GradientSearch, MaskObjective, PromptSearch
 from bipa.engine.prompt_search import fail_reasons
 
 
@@ -130,9 +132,97 @@ def test_all_trials_failing_stops_the_run(tmp_path):
 
 def test_bad_search_settings(tmp_path):
     with pytest.raises(ValueError, match='sampler must be one of'):
-        make_search(tmp_path, sampler='cmaes')
+        make_search(tmp_path, sampler='nsga')
     with pytest.raises(ValueError, match='needs low < high'):
         PromptSearch(storage='sqlite://', study_name='t', num_groups=2, interval=(3, 1))
+    with pytest.raises(ValueError, match=r'sampler_kwargs.n_startup: not a keyword of '
+                                         r'TPESampler here; it takes .*n_startup_trials'):
+        make_search(tmp_path, sampler_kwargs=dict(n_startup=4))
+    with pytest.raises(ValueError, match='sampler_kwargs.seed: not a keyword'):
+        make_search(tmp_path, sampler='random', sampler_kwargs=dict(seed=3))
+    with pytest.raises(ValueError, match='sampler_kwargs.source_trials: not a keyword'):
+        make_search(tmp_path, sampler='cmaes', sampler_kwargs=dict(source_trials=[]))
+    with pytest.raises(ValueError, match=r'sampler_kwargs.n_startup_trials must be a '
+                                         r'non-negative integer, got -1'):
+        make_search(tmp_path, sampler='gp', sampler_kwargs=dict(n_startup_trials=-1))
+    with pytest.raises(ValueError, match=r'sampler_kwargs.popsize must be an integer >= 2'):
+        make_search(tmp_path, sampler='cmaes', sampler_kwargs=dict(popsize=1))
+    with pytest.raises(ValueError, match=r'search.optimizer.momentum: unknown key'):
+        GradientSearch(storage='sqlite://', study_name='t', num_groups=2, interval=(1, 3),
+                       optimizer=dict(momentum=0.9))
+    with pytest.raises(ValueError, match=r'search.optimizer.lr must be a positive number'):
+        GradientSearch(storage='sqlite://', study_name='t', num_groups=2, interval=(1, 3),
+                       optimizer=dict(lr=0))
+
+
+def test_sampler_kwargs_reach_the_sampler(tmp_path):
+    search = make_search(tmp_path, sampler_kwargs=dict(n_startup_trials=3, multivariate=False))
+    sampler = search._make_sampler(1, 0)
+    assert sampler._n_startup_trials == 3 and not sampler._multivariate
+    assert make_search(tmp_path)._make_sampler(1, 0)._multivariate  # BiPA's default
+
+
+class Quadratic:
+    """``f(w) = |w - target|^2`` with its gradient, like :class:`MaskObjective`."""
+
+    def __init__(self, target):
+        self.target = np.asarray(target, dtype=float)
+
+    def __call__(self, w):
+        return float(np.square(np.asarray(w) - self.target).sum())
+
+    def value_and_grad(self, w):
+        return self(w), (2 * (np.asarray(w) - self.target)).tolist()
+
+
+def solver_at(path, solver, groups, **kwargs):
+    """A search of ``solver``: a sampler name, or 'gradient'."""
+    common = dict(storage=f'sqlite:///{path}', study_name='t', num_groups=groups,
+                  interval=(1.0, 3.0), **kwargs)
+    if solver == 'gradient':
+        return GradientSearch(optimizer=dict(lr=0.3), **common)
+    return PromptSearch(sampler=solver, **common)
+
+
+SOLVERS = ['tpe', 'gp', 'cmaes', 'random', 'gradient']
+
+
+@pytest.mark.parametrize('solver', SOLVERS)
+def test_every_solver_moves_rho_off_a_worse_identity(tmp_path, solver):
+    """The identity (the warm start) is not optimal: each solver leaves it."""
+    objective = Quadratic([2.2, 1.6, 2.5, 1.3])
+    search = solver_at(tmp_path / 's.db', solver, 4)
+    best, value = search.run_round(1, 10, objective, warm_start=[[1.0] * 4])
+    assert best != [1.0] * 4 and value < objective([1.0] * 4)
+    trials = search.study(1).trials
+    assert len(trials) == 10 and trials[0].params == search.params_of([1.0] * 4)
+    if solver == 'gradient':  # each trial keeps its gradient; the descent gets close
+        assert all(len(t.user_attrs['grad']) == 4 for t in trials)
+        assert value < 0.1 * objective([1.0] * 4)
+
+
+def test_gradient_search_stays_in_the_interval_and_backs_off_after_a_failure(tmp_path):
+    objective = Quadratic([0.2, 3.6])  # the minimum lies outside B = [1, 3]
+    calls = {'n': 0}
+
+    class Flaky(Quadratic):
+        def value_and_grad(self, w):
+            calls['n'] += 1
+            if calls['n'] == 4:
+                raise FloatingPointError('diverged (simulated)')
+            return super().value_and_grad(w)
+
+    search = solver_at(tmp_path / 's.db', 'gradient', 2)
+    best, value = search.run_round(1, 12, Flaky([0.2, 3.6]), warm_start=[[1.5, 1.5]])
+    assert best == [1.0, 3.0] and value == objective([1.0, 3.0])  # the corner of B
+    trials = search.study(1).trials
+    assert [t.state for t in trials].count(TrialState.FAIL) == 1
+    assert all(1.0 <= w <= 3.0 for t in trials for w in t.params.values())
+    # after the failure (trial 3) the search restarts from the best point so far
+    best_before = min(trials[:3], key=lambda t: t.value)
+    assert search.next_point(trials[:4], [[1.5, 1.5]]) != search.params_of(
+        [trials[3].params['w00'], trials[3].params['w01']])
+    assert best_before.value < trials[0].value
 
 
 class Killed(BaseException):
@@ -141,10 +231,6 @@ class Killed(BaseException):
 
 GROUPS = 16
 WARM = [[1.5] * GROUPS, [1.0] * GROUPS]  # enqueued: trials 0 and 1
-
-
-def sphere(w):
-    return float(np.square(np.array(w) - 1.7).sum())
 
 
 def complete(search, round_idx=1):
@@ -167,16 +253,25 @@ def kill_once(monkeypatch, cls, name, when):
     return original
 
 
-def search_at(path):
-    return PromptSearch(storage=f'sqlite:///{path}', study_name='t', num_groups=GROUPS,
-                        interval=(1.0, 3.0))
+def search_at(path, solver='tpe'):
+    return solver_at(path, solver, GROUPS)
+
+
+SPHERE = Quadratic([1.7] * GROUPS)
 
 
 @pytest.fixture(scope='module')
 def uninterrupted(tmp_path_factory):
-    search = search_at(tmp_path_factory.mktemp('ref') / 's.db')
-    search.run_round(1, 6, sphere, warm_start=WARM)
-    return complete(search)
+    """The complete trials of an uninterrupted round, per solver."""
+    cache = {}
+
+    def get(solver):
+        if solver not in cache:
+            search = search_at(tmp_path_factory.mktemp('ref') / 's.db', solver)
+            search.run_round(1, 6, SPHERE, warm_start=WARM)
+            cache[solver] = complete(search)
+        return cache[solver]
+    return get
 
 
 def at_trial(number):
@@ -206,23 +301,34 @@ KILLS = {
 }
 
 
-@pytest.mark.parametrize('kill', list(KILLS) + ['during the evaluation (trial 4)',
-                                               'after tell (trial 3)'])
-def test_a_kill_at_any_point_of_a_trial_resumes_to_the_same_trials(
-        kill, uninterrupted, tmp_path, monkeypatch):
-    path = tmp_path / 's.db'
-    search = search_at(path)
-    objective = sphere
+class KilledAt(Quadratic):
+    """:data:`SPHERE` whose ``n``-th evaluation (1-based) kills the process."""
+
+    def __init__(self, n):
+        super().__init__([1.7] * GROUPS)
+        self.n, self.calls = n, 0
+
+    def _count(self):
+        self.calls += 1
+        if self.calls == self.n:
+            raise Killed
+
+    def __call__(self, w):
+        self._count()
+        return super().__call__(w)
+
+    def value_and_grad(self, w):
+        self._count()
+        return super().value_and_grad(w)
+
+
+def run_killed_and_resumed(kill, solver, path, monkeypatch):
+    search = search_at(path, solver)
+    objective = SPHERE
     if kill in KILLS:
         kill_once(monkeypatch, *KILLS[kill])
     elif kill.startswith('during'):
-        calls = {'n': 0}
-
-        def objective(w):
-            calls['n'] += 1
-            if calls['n'] == 5:
-                raise Killed
-            return sphere(w)
+        objective = KilledAt(5)
     else:
         search.on_trial = lambda round_idx, trial: (_ for _ in ()).throw(Killed) \
             if trial.number == 3 else None
@@ -230,10 +336,66 @@ def test_a_kill_at_any_point_of_a_trial_resumes_to_the_same_trials(
         search.run_round(1, 6, objective, warm_start=WARM)
     monkeypatch.undo()
 
-    resumed = search_at(path)  # a new process
-    resumed.run_round(1, 6, sphere, warm_start=WARM)
-    assert complete(resumed) == uninterrupted  # same trials, order and f
+    resumed = search_at(path, solver)  # a new process
+    resumed.run_round(1, 6, SPHERE, warm_start=WARM)
+    return resumed
+
+
+OTHER_KILLS = ['during the evaluation (trial 4)', 'after tell (trial 3)']
+
+
+@pytest.mark.parametrize('kill', list(KILLS) + OTHER_KILLS)
+def test_a_kill_at_any_point_of_a_trial_resumes_to_the_same_trials(
+        kill, uninterrupted, tmp_path, monkeypatch):
+    resumed = run_killed_and_resumed(kill, 'tpe', tmp_path / 's.db', monkeypatch)
+    assert complete(resumed) == uninterrupted('tpe')  # same trials, order and f
     study = resumed.study(1)
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert all(t.user_attrs['fail_reason'].startswith('interrupted') for t in failed)
     assert len(failed) == (1 if 'sampled' in kill else 0)
+
+
+# every other solver, at a kill point of each kind; trial 4 is sampled (an
+# Optuna sampler) or enqueued (the gradient search enqueues all its points)
+KILLS['after 13 params of trial 4'] = (optuna.trial.Trial, '_suggest', nth_param_of_trial(4, 13))
+SOLVER_KILLS = ['after 13 params of trial 4', 'before tell (trial 2)',
+                'during the evaluation (trial 4)']
+
+
+@pytest.mark.parametrize('kill', SOLVER_KILLS)
+@pytest.mark.parametrize('solver', ['gp', 'cmaes', 'random', 'gradient'])
+def test_every_solver_resumes_to_the_same_trials(solver, kill, uninterrupted, tmp_path,
+                                                 monkeypatch):
+    resumed = run_killed_and_resumed(kill, solver, tmp_path / 's.db', monkeypatch)
+    assert complete(resumed) == uninterrupted(solver)
+    if solver == 'gradient':
+        assert [t.user_attrs['grad'] for t in resumed.study(1).trials
+                if t.state == TrialState.COMPLETE] == [
+            SPHERE.value_and_grad(list(p.values()))[1] for p, _ in uninterrupted(solver)]
+
+
+def test_optuna_dashboard_reads_the_search_storage(tmp_path):
+    """``optuna-dashboard sqlite:///.../prompt_search.db`` serves our studies:
+    its WSGI app lists both rounds and a round's trials with their gradients."""
+    dashboard = pytest.importorskip('optuna_dashboard')  # requirements/tests.txt
+    path = tmp_path / 'prompt_search.db'
+    search = solver_at(path, 'gradient', 2)
+    for round_idx in (1, 2):
+        search.run_round(round_idx, 3, Quadratic([2.0, 1.5]), warm_start=[[1.0, 1.0]])
+    app = dashboard.wsgi(f'sqlite:///{path}')
+
+    def get(url):
+        environ = {}
+        wsgiref.util.setup_testing_defaults(environ)
+        environ['PATH_INFO'] = url
+        status = []
+        body = b''.join(app(environ, lambda s, headers, *_: status.append(s)))
+        assert status == ['200 OK'], (url, status, body[:200])
+        return json.loads(body)
+
+    studies = {s['study_name']: s for s in get('/api/studies')['study_summaries']}
+    assert set(studies) == {'t-round1', 't-round2'}
+    detail = get(f'/api/studies/{studies["t-round2"]["study_id"]}')
+    assert len(detail['trials']) == 3
+    attrs = {a['key']: a['value'] for a in detail['trials'][0]['user_attrs']}
+    assert json.loads(attrs['grad']) == search.study(2).trials[0].user_attrs['grad']

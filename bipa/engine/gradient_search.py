@@ -1,0 +1,148 @@
+"""Gradient-based upper level: projected Adam on rho's group weights."""
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from optuna.trial import FrozenTrial, TrialState
+
+from ..utils import ConfigError
+from .prompt_search import PromptSearch
+
+#: the user attribute holding df/dw of a trial's point
+GRAD = 'grad'
+
+
+def _check_optimizer(cfg: dict) -> dict:
+    """``train_cfg.search.optimizer``: Adam's ``lr`` (in group-weight units),
+    ``betas`` and ``eps``."""
+    out = dict(lr=0.1, betas=(0.9, 0.999), eps=1e-8)
+    unknown = sorted(set(cfg) - set(out))
+    if unknown:
+        raise ConfigError(f'train_cfg.search.optimizer.{unknown[0]}: unknown key; the '
+                          f'gradient search takes {", ".join(out)}')
+    out.update(cfg)
+    lr, betas, eps = out['lr'], out['betas'], out['eps']
+    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
+        raise ConfigError(f'train_cfg.search.optimizer.lr must be a positive number, got {lr!r}')
+    if not (isinstance(betas, (list, tuple)) and len(betas) == 2
+            and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
+        raise ConfigError('train_cfg.search.optimizer.betas must be two numbers in [0, 1), '
+                          f'got {betas!r}')
+    if not (isinstance(eps, (int, float)) and eps > 0):
+        raise ConfigError(f'train_cfg.search.optimizer.eps must be a positive number, got {eps!r}')
+    return dict(lr=float(lr), betas=tuple(float(b) for b in betas), eps=float(eps))
+
+
+class _ProjectedAdam:
+    """Adam on a box: a step, then clipping to ``[low, high]``."""
+
+    def __init__(self, lr: float, betas: Tuple[float, float], eps: float,
+                 low: float, high: float) -> None:
+        self.lr, self.betas, self.eps, self.low, self.high = lr, betas, eps, low, high
+        self.restart(lr)
+
+    def restart(self, lr: float) -> None:
+        self.lr, self.t, self.m, self.v = lr, 0, 0.0, 0.0
+
+    def step(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        b1, b2 = self.betas
+        self.t += 1
+        self.m = b1 * self.m + (1 - b1) * grad
+        self.v = b2 * self.v + (1 - b2) * grad * grad
+        m_hat = self.m / (1 - b1 ** self.t)
+        v_hat = self.v / (1 - b2 ** self.t)
+        return np.clip(x - self.lr * m_hat / (np.sqrt(v_hat) + self.eps), self.low, self.high)
+
+
+class GradientSearch(PromptSearch):
+    """The upper level by gradient: with w fixed, f depends on rho only through
+    the frozen decoder, so ``objective.value_and_grad`` gives df/dw exactly
+    (:meth:`MaskObjective.value_and_grad`).
+
+    A round evaluates the warm-start points (duplicates once), then runs
+    projected Adam from the best of them: each later trial is the step from the
+    last point that completed. A failed trial sends the search back to the best
+    point so far with the step size halved and Adam's moments cleared. Every
+    point is an Optuna trial of the round's study (its gradient in the user
+    attribute ``grad``), so the budget is ``K_b`` evaluations of f (each with a
+    backward pass through the decoder), the storage and its failed-trial
+    handling are :class:`PromptSearch`'s, and the trajectory is replayed from
+    the study's trials: a run killed at any point resumes to the same trials.
+
+    Args:
+        optimizer: ``lr`` (in group-weight units; default 0.1), ``betas``
+            (0.9, 0.999) and ``eps`` (1e-8) of Adam.
+        The others: :class:`PromptSearch`'s.
+    """
+
+    def __init__(self, *, storage: str, study_name: str, num_groups: int,
+                 interval: Sequence[float], optimizer: Optional[dict] = None, seed: int = 0,
+                 on_trial: Optional[Callable] = None) -> None:
+        super().__init__(storage=storage, study_name=study_name, num_groups=num_groups,
+                         interval=interval, sampler='random', seed=seed, on_trial=on_trial)
+        self.optimizer = _check_optimizer(optimizer or {})
+
+    def _score(self, objective: Callable, weights: List[float]) -> Tuple[float, dict]:
+        value, grad = objective.value_and_grad(weights)
+        return value, {GRAD: [float(g) for g in grad]}
+
+    def _point(self, trial: FrozenTrial) -> Tuple[np.ndarray, np.ndarray]:
+        return (np.array(self.weights_of(trial.params)),
+                np.array(trial.user_attrs[GRAD], dtype=np.float64))
+
+    def next_point(self, finished: Sequence[FrozenTrial],
+                   warm_start: Sequence[Sequence[float]]) -> List[float]:
+        """The point of the next trial, from the finished trials (in order) and
+        the warm-start points: a pure function of them, so that a resumed
+        round proposes what an uninterrupted one would have."""
+        warm = []
+        for weights in warm_start:
+            params = self.params_of(weights)
+            if params not in warm:
+                warm.append(params)
+        if len(finished) < len(warm):
+            return self.weights_of(warm[len(finished)])
+        complete = [t for t in finished if t.state == TrialState.COMPLETE]
+        started = [t for t in finished[:len(warm)] if t.state == TrialState.COMPLETE]
+        if not started:
+            raise RuntimeError('gradient search: no warm-start point could be scored (why: '
+                               "the trials' user attribute 'fail_reason')")
+        best = min(started, key=lambda t: (t.value, t.number))
+        x, grad = self._point(best)
+        low, high = self.interval
+        adam = _ProjectedAdam(**self.optimizer, low=low, high=high)
+        for trial in finished[len(warm):]:
+            adam.step(x, grad)  # the step that proposed this trial
+            if trial.state == TrialState.COMPLETE:
+                x, grad = self._point(trial)
+            else:
+                incumbent = min((t for t in complete if t.number < trial.number),
+                                key=lambda t: (t.value, t.number))
+                x, grad = self._point(incumbent)
+                adam.restart(adam.lr / 2)
+        return adam.step(x, grad).tolist()
+
+    def run_round(self, round_idx: int, num_trials: int, objective: Callable,
+                  warm_start: Sequence[Sequence[float]] = ()) -> Tuple[List[float], float]:
+        """Run (or finish) round ``round_idx`` to ``num_trials`` evaluations;
+        return the best weights and their f."""
+        if not callable(getattr(objective, 'value_and_grad', None)):
+            raise TypeError("train_cfg.search.method='gradient' needs an objective with "
+                            'value_and_grad (MaskObjective)')
+        study = self.study(round_idx)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, )):
+            self._recover(study, round_idx, trial, objective)
+        while True:
+            interrupted = self._interrupted(study)
+            trials = study.get_trials(deepcopy=False)
+            finished = [t for t in trials if t.number not in interrupted
+                        and t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+            if len(finished) >= num_trials:
+                break
+            # a point enqueued before a kill is the same point: ask it
+            if not any(t.state == TrialState.WAITING for t in trials):
+                study.enqueue_trial(self.params_of(self.next_point(finished, warm_start)))
+            trial = study.ask(self.distributions)
+            self._evaluate(study, round_idx, trial.number, objective)
+        return self.best(round_idx, study)
+
+
