@@ -1,5 +1,6 @@
 """The upper-level objective f of BiPA: mask BCE on D_val as a function of rho."""
 import contextlib
+import copy
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -227,6 +228,15 @@ class MaskObjective:
 
     def free(self) -> None:
         self.batches = None
+
+    def using(self, objective: str) -> 'MaskObjective':
+        """The same D_val and cache (shared, not copied) scored by another f."""
+        if objective not in OBJECTIVES:
+            raise ConfigError(f'train_cfg.search.objective must be one of {OBJECTIVES}, '
+                              f'got {objective!r}')
+        other = copy.copy(self)
+        other.objective = objective
+        return other
 
     def __call__(self, weights: Sequence[float]) -> float:
         """f at group weights ``weights``."""
