@@ -212,7 +212,8 @@ def summarise(results: List[dict], budget: int) -> str:
                   f'({corr[0]["points"]} per checkpoint; -1: f orders them as the mAP does):',
                   '', '| objective | Spearman |', '|---|---|']
         for kind in corr[0]['spearman']:
-            lines.append(f'| {kind} | {_mean_std([c["spearman"][kind] for c in corr], "{:+.2f}")} |')
+            values = [c['spearman'][kind] for c in corr]
+            lines.append(f'| {kind} | {_mean_std(values, "{:+.2f}")} |')
     return '\n'.join(lines) + '\n'
 
 
