@@ -47,3 +47,22 @@ def test_sweep_runs_once_and_aggregates(e2e_data, tmp_path, capsys):
     assert again == rows
     assert all((work / k[0] / f'seed{k[1]}' / 'result.json').stat().st_mtime_ns == t
                for k, t in mtimes.items())
+
+
+def test_search_rows_are_valid_train_cfgs():
+    """Every upper-level row sets keys the loop accepts; the table needs --rows."""
+    import pytest
+
+    from bipa.engine import BilevelConfig
+    reproduce = load_tool('analysis/reproduce')
+    rows = [r for r, (table, _, _) in reproduce.ROWS.items() if table == 'search']
+    assert len(rows) == 39 and 'search_gradient_soft_iou_B0.5-2' in rows
+    for row in rows:
+        options = reproduce.job_options(row, 3, None)
+        search = {k.split('.')[-1]: v for k, v in options.items()
+                  if k.startswith('train_cfg.search.')}
+        cfg = BilevelConfig.from_cfg(dict(search=search))
+        assert row.startswith(f'search_{cfg.search.method if cfg.search.method == "gradient" else cfg.search.sampler}_{cfg.search.objective}')  # noqa: E501
+        assert cfg.search.seed == 3
+    with pytest.raises(SystemExit):
+        reproduce.parse_args(['--tables', 'search'])

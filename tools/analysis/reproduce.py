@@ -1,6 +1,6 @@
 """Reproduce the paper's ablations (Tables 3-5, FAI vs sum) at small scale over seeds.
 
-    python tools/analysis/reproduce.py [--tables 3 4 5 fai] [--rows ROW ...]
+    python tools/analysis/reproduce.py [--tables 3 4 5 fai mask search] [--rows ROW ...]
         [--seeds 0 1 2] [--jobs N] [--work-dir work_dirs/reproduce]
         [--config configs/bipa_demo_synthetic.py] [--data-root DIR]
         [--cfg-options KEY=VALUE ...]
@@ -52,17 +52,34 @@ ROWS: Dict[str, tuple] = {
                                    'model.backbone.adapter_init': 'random'}, None),
     'authors_generator': ('mask', {f'{HEAD}.prompt_generator.arch': 'authors'}, None),
 }
+# the upper level (ours, beyond the paper; tools/analysis/search_compare.py
+# chooses among them): search_<solver>_<objective>[_B0.5-2]; the paper's
+# solver and f (TPE, BCE) are the bilevel row
+SEARCH_SOLVERS = {'tpe': {}, 'gp': {}, 'cmaes': {}, 'random': {},
+                  'gradient': {'train_cfg.search.method': 'gradient'}}
+for _solver, _method in SEARCH_SOLVERS.items():
+    for _objective in ('bce', 'bce+dice', 'dice', 'soft_iou'):
+        _options = dict(_method, **{'train_cfg.search.objective': _objective})
+        if not _method:
+            _options['train_cfg.search.sampler'] = _solver
+        _name = f'search_{_solver}_{_objective}'
+        if _name != 'search_tpe_bce':
+            ROWS[_name] = ('search', _options, None)
+        ROWS[f'{_name}_B0.5-2'] = ('search', dict(
+            _options, **{f'{DENSE}.search_interval': (0.5, 2.0)}), None)
 # rows that are the bilevel run under another name in a table
 ALIASES = {'4': [('+ fine-tuning', 'bilevel', 32.1)],
            'mask': [('A + B + C (= bilevel)', 'bilevel', 32.1)],
            '5': [('groups_16 = interval_1-3', 'bilevel', 32.1)],
-           'fai': [('fusion_fai', 'bilevel', 45.2)]}
+           'fai': [('fusion_fai', 'bilevel', 45.2)],
+           'search': [('search_tpe_bce (= bilevel)', 'bilevel', 32.1)]}
 TABLES = {
     '3': 'Table 3: dense prompt frozen / naive / bilevel',
     '4': 'Table 4: adaptation phase only vs + fine-tuning',
     '5': 'Table 5: number of groups N_g and interval B',
     'fai': 'FAI vs summation fusion (paper: USIS10K)',
     'mask': 'The mask branch: box anchor (A), identity adapters (B), Dice (C)',
+    'search': 'The upper level: solver, objective f and interval B (rows run only)',
 }
 
 
@@ -178,6 +195,8 @@ def table_rows(tables: List[str], work_dir: str, seeds: List[int],
             if only and row not in only:
                 continue
             results = [r for r in (load_result(work_dir, row, s) for s in seeds) if r]
+            if table == 'search' and not results:  # of its 39 rows, those run
+                continue
             segm = [r['metrics']['coco/segm_mAP'] for r in results]
             bbox = [r['metrics']['coco/bbox_mAP'] for r in results]
             oracle = [r['oracle_boxes']['coco/segm_mAP'] for r in results
@@ -260,7 +279,11 @@ def parse_args(argv=None):
                         help="the config's data root for every split (default: the config's)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='overrides for every run, as in tools/train.py')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if 'search' in args.tables and not args.rows:
+        parser.error("--tables search has a row per solver, objective and interval: "
+                     "choose them with --rows (e.g. search_gradient_bce)")
+    return args
 
 
 def main(argv=None) -> List[dict]:

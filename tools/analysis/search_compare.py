@@ -56,7 +56,8 @@ class DvalSegm:
         cfg = copy.deepcopy(loop.val_dataset_cfg)
         inner = cfg['dataset'] if cfg.get('type') == 'HoldoutSplit' else cfg
         # the test pipeline (GT in original pixels, as oracle_boxes and the metric read it)
-        inner['pipeline'] = copy.deepcopy(runner.cfg.val_dataloader.dataset.pipeline)
+        loader = runner.cfg.get('val_dataloader') or runner.cfg.get('test_dataloader')
+        inner['pipeline'] = copy.deepcopy(loader['dataset']['pipeline'])
         self.loader = Runner.build_dataloader(dict(
             batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
             dataset=cfg))
@@ -175,7 +176,9 @@ def compare_checkpoint(config: str, checkpoint: str, *, solvers: List[str],
         for kind, f in fs.items():
             values = [f(p) for p in points]
             out['correlation']['f'][kind] = values
-            out['correlation']['spearman'][kind] = float(spearmanr(values, maps).statistic)
+            rho = float(spearmanr(values, maps).statistic)
+            # undefined (None) when f or the mAP is the same at every point
+            out['correlation']['spearman'][kind] = None if np.isnan(rho) else rho
     base.free()
     with open(osp.join(work_dir, f'{name}.json'), 'w') as fh:
         json.dump(out, fh)
@@ -212,8 +215,11 @@ def summarise(results: List[dict], budget: int) -> str:
                   f'({corr[0]["points"]} per checkpoint; -1: f orders them as the mAP does):',
                   '', '| objective | Spearman |', '|---|---|']
         for kind in corr[0]['spearman']:
-            values = [c['spearman'][kind] for c in corr]
-            lines.append(f'| {kind} | {_mean_std(values, "{:+.2f}")} |')
+            values = [c['spearman'][kind] for c in corr if c['spearman'][kind] is not None]
+            undefined = len(corr) - len(values)
+            lines.append(f'| {kind} | {_mean_std(values, "{:+.2f}")}'
+                         + (f' ({undefined} undefined: constant mAP or f)' if undefined else '')
+                         + ' |')
     return '\n'.join(lines) + '\n'
 
 

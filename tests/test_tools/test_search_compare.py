@@ -1,0 +1,49 @@
+"""tools/analysis/search_compare.py on a tiny checkpoint: every solver x
+objective gets its budget on the same D_val, with the D_val segm mAP at the
+best rho and each objective's rank correlation with it."""
+import json
+
+import torch
+from mmengine.runner import Runner
+
+from tests.conftest import load_tool
+
+
+def test_solvers_and_objectives_on_one_checkpoint(e2e_data, tmp_path, capsys):
+    compare = load_tool('analysis/search_compare')
+    from mmengine.config import Config
+    cfg = Config.fromfile(e2e_data['config'])
+    cfg.work_dir = str(tmp_path / 'build')
+    runner = Runner.from_cfg(cfg)
+    runner.model.init_weights()
+    (tmp_path / 'run').mkdir()
+    checkpoint = tmp_path / 'run' / 'iter_4.pth'
+    torch.save(dict(state_dict=runner.model.state_dict()), checkpoint)
+
+    work = tmp_path / 'compare'
+    argv = [e2e_data['config'], str(checkpoint), '--solvers', 'tpe', 'random', 'gradient',
+            '--objectives', 'bce', 'dice', '--budget', '3', '--corr-points', '5',
+            '--work-dir', str(work)]
+    out, = compare.main(argv)
+    assert out['name'] == 'run_iter_4' and set(out['runs']) == {
+        f'{s}|{o}' for s in ('tpe', 'random', 'gradient') for o in ('bce', 'dice')}
+    for run in out['runs'].values():
+        ratio = run['ratio']
+        assert len(ratio) == 3 and ratio[0] == 1.0  # the identity is evaluated first
+        assert all(a >= b for a, b in zip(ratio, ratio[1:]))  # best so far
+        assert 0.0 <= run['segm_best'] <= 100.0
+    # the gradient search descends f from the identity
+    assert out['runs']['gradient|bce']['ratio'][-1] < 1.0
+    corr = out['correlation']
+    assert 3 <= corr['points'] <= 5 and set(corr['spearman']) == {'bce', 'dice'}
+    assert all(v is None or -1.0 <= v <= 1.0 for v in corr['spearman'].values())
+    assert corr['segm'][0] == out['segm_identity']  # tpe's first trial: the identity
+
+    saved = json.loads((work / 'run_iter_4.json').read_text())
+    assert saved['runs']['tpe|dice']['best_f'] == out['runs']['tpe|dice']['best_f']
+    table = (work / 'results.md').read_text()
+    assert '| gradient | dice |' in table and '| bce |' in table
+    assert (work / 'results.png').stat().st_size > 0
+    capsys.readouterr()
+    again, = compare.main(argv)  # the finished checkpoint is read back, not rerun
+    assert again == saved and '[search_compare]' not in capsys.readouterr().out
