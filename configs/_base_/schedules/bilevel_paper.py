@@ -33,7 +33,9 @@ train_cfg = dict(
     adaptation_only=False,
     holdout=dict(fraction=0.1, seed=0),
     val_split=None,
-    search=dict(sampler='tpe', seed=0, storage=None, batch_size=1, num_workers=2, cache=True),
+    # the paper's f (mask BCE) and sampler (TPE); README "The upper level"
+    search=dict(objective='bce', method='optuna', sampler='tpe', sampler_kwargs=dict(), seed=0,
+                storage=None, batch_size=1, num_workers=2, cache=True),
     # lr=None restarts at the optimizer's lr; milestones count from the phase's start
     finetune=dict(lr=None, param_scheduler=[
         warmup, dict(type='MultiStepLR', by_epoch=True, milestones=[1, 6], gamma=0.1)]),
