@@ -125,6 +125,9 @@ class GradientSearch(PromptSearch):
                   warm_start: Sequence[Sequence[float]] = ()) -> Tuple[List[float], float]:
         """Run (or finish) round ``round_idx`` to ``num_trials`` evaluations;
         return the best weights and their f."""
+        if not warm_start:
+            raise ValueError('the gradient search starts from its warm-start points: give one '
+                             'at least (the loop gives the previous best and the identity)')
         if not callable(getattr(objective, 'value_and_grad', None)):
             raise TypeError("train_cfg.search.method='gradient' needs an objective with "
                             'value_and_grad (MaskObjective)')
