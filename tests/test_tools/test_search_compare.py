@@ -34,11 +34,12 @@ def test_solvers_and_objectives_on_one_checkpoint(e2e_data, tmp_path, capsys):
         assert 0.0 <= run['segm_best'] <= 100.0
     # the gradient search descends f from the identity
     assert out['runs']['gradient|bce']['ratio'][-1] < 1.0
-    corr = out['correlation']
-    assert 3 <= corr['points'] <= 5 and set(corr['spearman']) == {'bce', 'dice'}
-    assert all(v is None or -1.0 <= v <= 1.0 for v in corr['spearman'].values())
-    assert corr['segm'][0] == out['segm_identity']  # tpe's first trial: the identity
-
+    glob, local = out['correlation']['global'], out['correlation']['local']
+    assert 3 <= glob['points'] <= 5 and set(glob['spearman']) == {'bce', 'dice'}
+    assert local['points'] == 5  # the gradient's points: the identity, 2 + 2 steps
+    for corr in (glob, local):
+        assert all(v is None or -1.0 <= v <= 1.0 for v in corr['spearman'].values())
+    assert glob['segm'][0] == local['segm'][0] == out['segm_identity']  # the identity first
     saved = json.loads((work / 'run_iter_4.json').read_text())
     assert saved['runs']['tpe|dice']['best_f'] == out['runs']['tpe|dice']['best_f']
     table = (work / 'results.md').read_text()

@@ -11,11 +11,12 @@ x every objective gets ``--budget`` evaluations of that f on the run's D_val,
 warm-started as the loop does (the checkpoint's rho, the identity). Per run it
 records best f so far / f(identity) after each evaluation, the wall time, and
 the D_val segm mAP (COCO, mmdet's CocoMetric; the true boxes as detections,
-so the mask branch alone) at the best rho and at the identity. Over the
-points the ``tpe`` and ``random`` solvers tried under ``bce`` (the first
-``--corr-points``), it measures each objective's Spearman rank correlation
-with that segm mAP (f is minimised: -1 means f orders the prompts exactly as
-the mAP does).
+so the mask branch alone) at the best rho and at the identity. It measures
+each objective's Spearman rank correlation with that segm mAP (f is
+minimised: -1 means f orders the prompts exactly as the mAP does) over two
+sets of points, up to ``--corr-points`` each: ``global``, those the ``tpe``
+and ``random`` solvers tried under ``bce`` (spread over B), and ``local``,
+those the gradient search visited (near its start).
 
 Writes ``<work-dir>/<checkpoint name>.json`` per checkpoint (a restarted
 command skips those present), ``results.md`` and ``results.png`` (best f so
@@ -162,23 +163,27 @@ def compare_checkpoint(config: str, checkpoint: str, *, solvers: List[str],
             print(f'[search_compare] {name} {solver:8s} {kind:8s} f(best)/f(identity) '
                   f'{value / f_identity[kind]:.4f}  segm {segm_at(best):.2f} (identity '
                   f'{out["segm_identity"]:.2f})  {seconds:.1f} s', flush=True)
-    # f against segm mAP over the points the sampling solvers tried under bce
-    points = []
-    for solver in CORR_SOLVERS:
-        run = out['runs'].get(f'{solver}|bce')
-        for t in run['trials'] if run else []:
-            if t['value'] is not None and t['weights'] not in points:
-                points.append(t['weights'])
-    points = points[:corr_points]
-    if len(points) >= 3:
+    # f against segm mAP: over the points the sampling solvers tried under bce
+    # (spread over B) and over the gradient search's points (near its start)
+    out['correlation'] = {}
+    for scope, solvers_of in (('global', CORR_SOLVERS), ('local', ('gradient', ))):
+        points = []
+        for key, run in out['runs'].items():
+            if run['solver'] in solvers_of and (scope == 'local' or run['objective'] == 'bce'):
+                points += [t['weights'] for t in run['trials']
+                           if t['value'] is not None and t['weights'] not in points]
+        points = points[:corr_points]
+        if len(points) < 3:
+            continue
         maps = [segm_at(p) for p in points]
-        out['correlation'] = dict(points=len(points), segm=maps, f={}, spearman={})
+        corr = out['correlation'][scope] = dict(points=len(points), segm=maps, f={}, spearman={})
         for kind, f in fs.items():
             values = [f(p) for p in points]
-            out['correlation']['f'][kind] = values
-            rho = float(spearmanr(values, maps).statistic)
+            corr['f'][kind] = values
             # undefined (None) when f or the mAP is the same at every point
-            out['correlation']['spearman'][kind] = None if np.isnan(rho) else rho
+            constant = len(set(values)) < 2 or len(set(maps)) < 2
+            corr['spearman'][kind] = None if constant else float(
+                spearmanr(values, maps).statistic)
     base.free()
     with open(osp.join(work_dir, f'{name}.json'), 'w') as fh:
         json.dump(out, fh)
@@ -208,12 +213,15 @@ def summarise(results: List[dict], budget: int) -> str:
                      f'{_mean_std([run["ratio"][-1] for run in runs], "{:.4f}")} | '
                      f'{moved}/{len(runs)} | {_mean_std(deltas, "{:+.2f}")} | '
                      f'{_mean_std([run["seconds"] for run in runs], "{:.1f}")} |')
-    corr = [r['correlation'] for r in results if 'correlation' in r]
-    if corr:
-        lines += ['', 'Spearman rank correlation of f with D_val segm mAP (true boxes) over '
-                  f'the points {"/".join(CORR_SOLVERS)} tried under bce '
-                  f'({corr[0]["points"]} per checkpoint; -1: f orders them as the mAP does):',
-                  '', '| objective | Spearman |', '|---|---|']
+    for scope, what in (('global', f'the points {"/".join(CORR_SOLVERS)} tried under bce, '
+                                    'spread over B'),
+                        ('local', 'the points the gradient search visited, near its start')):
+        corr = [r['correlation'][scope] for r in results if scope in r.get('correlation', {})]
+        if not corr:
+            continue
+        lines += ['', f'Spearman rank correlation of f with D_val segm mAP (true boxes) over '
+                  f'{what} (up to {max(c["points"] for c in corr)} per checkpoint; -1: f '
+                  'orders them as the mAP does):', '', '| objective | Spearman |', '|---|---|']
         for kind in corr[0]['spearman']:
             values = [c['spearman'][kind] for c in corr if c['spearman'][kind] is not None]
             undefined = len(corr) - len(values)
@@ -257,7 +265,7 @@ def parse_args(argv=None):
     parser.add_argument('--solvers', nargs='+', choices=SOLVERS, default=list(SOLVERS))
     parser.add_argument('--objectives', nargs='+', choices=OBJECTIVES, default=list(OBJECTIVES))
     parser.add_argument('--budget', type=int, default=12, help='evaluations of f per round')
-    parser.add_argument('--corr-points', type=int, default=24)
+    parser.add_argument('--corr-points', type=int, default=48)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--jobs', type=int, default=1, help='checkpoints in parallel '
                         '(processes of one thread each when above 1)')
