@@ -101,10 +101,10 @@ def test_search_config_names_a_bad_key(loop_cfg, search, match):
     dict(method='gradient', objective='soft_iou', optimizer=dict(lr=0.2)),
     dict(sampler='cmaes', objective='bce+dice', sampler_kwargs=dict(popsize=2)),
 ])
-def test_the_solver_and_objective_come_from_the_config(loop_cfg, search):
+def test_the_solver_and_objective_come_from_the_config(loop_cfg, search, tmp_path, monkeypatch):
     """Both rounds run the configured solver on the configured f; the final rho
     is round 2's best, off the identity."""
-    runner = run(loop_cfg(K_b=10, search=search))
+    runner = run(loop_cfg(work_dir=tmp_path / 'ref', K_b=10, search=search))
     found = studies(runner.work_dir)
     round1, round2 = found['prompt_search-round1'], found['prompt_search-round2']
     assert all(len(finished(s)) == 10 for s in found.values())
@@ -113,6 +113,29 @@ def test_the_solver_and_objective_come_from_the_config(loop_cfg, search):
     assert runner.model.dense_prompt.get_group_weights().tolist() == pytest.approx(best)
     if search.get('method') == 'gradient':
         assert all(len(t.user_attrs['grad']) == 16 for t in round1.trials + round2.trials)
+        # killed in the middle of round 2's descent, resumed: the same trials
+        # (points, f, gradients) and the same final rho and weights
+        evaluate = PromptSearch._evaluate
+
+        def dying_evaluate(self, study, round_idx, number, objective):
+            if round_idx == 2 and number == 5:
+                raise Killed
+            return evaluate(self, study, round_idx, number, objective)
+
+        monkeypatch.setattr(PromptSearch, '_evaluate', dying_evaluate)
+        with pytest.raises(Killed):
+            run(loop_cfg(work_dir=tmp_path / 'killed', K_b=10, search=search))
+        monkeypatch.undo()
+        cfg = loop_cfg(work_dir=tmp_path / 'killed', K_b=10, search=search)
+        cfg.resume = True
+        resumed = run(cfg)
+        for name, study in found.items():
+            other = studies(resumed.work_dir)[name]
+            assert [(t.params, t.value, t.user_attrs) for t in other.trials] == [
+                (t.params, t.value, t.user_attrs) for t in study.trials]
+        for (name, a), b in zip(runner.model.state_dict().items(),
+                                resumed.model.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     else:  # round 2's CMA-ES starts from round 1's trials (WS-CMA-ES)
         assert runner.train_loop.search._source_trials == round1.get_trials(
             states=(TrialState.COMPLETE, ))
