@@ -121,6 +121,7 @@ class PromptSearch:
             raise ConfigError(f'train_cfg.search.sampler must be one of {tuple(SAMPLERS)}, '
                               f'got {sampler!r}')
         self.storage = storage
+        self._rdb: Optional[optuna.storages.BaseStorage] = None
         self.study_name = study_name
         self.num_groups = num_groups
         self.interval = check_interval(interval, 'search interval')
@@ -155,6 +156,13 @@ class PromptSearch:
                 raise ConfigError(f'train_cfg.search.sampler_kwargs.{key} must be {expected}, '
                                   f'got {value!r}')
         return dict(defaults, **kwargs)
+
+    @property
+    def rdb(self) -> optuna.storages.BaseStorage:
+        """The storage, opened once (a URL opens a database engine per call)."""
+        if self._rdb is None:
+            self._rdb = optuna.storages.get_storage(self.storage)
+        return self._rdb
 
     @staticmethod
     def param(group: int) -> str:
@@ -191,7 +199,7 @@ class PromptSearch:
 
     def study(self, round_idx: int) -> optuna.Study:
         return optuna.create_study(
-            study_name=study_name_of(self.study_name, round_idx), storage=self.storage,
+            study_name=study_name_of(self.study_name, round_idx), storage=self.rdb,
             direction='minimize', load_if_exists=True,
             sampler=self._make_sampler(round_idx, 0))
 
@@ -259,7 +267,7 @@ class PromptSearch:
         if self.sampler == 'cmaes' and round_idx > 1:
             try:
                 previous = optuna.load_study(
-                    study_name=study_name_of(self.study_name, round_idx - 1), storage=self.storage)
+                    study_name=study_name_of(self.study_name, round_idx - 1), storage=self.rdb)
             except KeyError:  # no previous round in this storage: the centre of B
                 previous = None
             if previous is not None:

@@ -358,8 +358,7 @@ def test_a_kill_at_any_point_of_a_trial_resumes_to_the_same_trials(
 # every other solver, at a kill point of each kind; trial 4 is sampled (an
 # Optuna sampler) or enqueued (the gradient search enqueues all its points)
 KILLS['after 13 params of trial 4'] = (optuna.trial.Trial, '_suggest', nth_param_of_trial(4, 13))
-SOLVER_KILLS = ['after 13 params of trial 4', 'before tell (trial 2)',
-                'during the evaluation (trial 4)']
+SOLVER_KILLS = ['after 13 params of trial 4', 'during the evaluation (trial 4)']
 
 
 @pytest.mark.parametrize('kill', SOLVER_KILLS)
