@@ -5,8 +5,9 @@ from typing import Any, Callable, Optional
 
 from ..models.layers.dense_prompt import DENSE_PROMPT_MODES
 from ..utils import ConfigError
+from .gradient_search import check_optimizer
 from .prompt_objective import OBJECTIVES
-from .prompt_search import SAMPLERS, SEARCH_METHODS
+from .prompt_search import SAMPLERS, SEARCH_METHODS, check_sampler_kwargs
 
 Check = Callable[[Any], bool]
 UNITS = ('iter', 'epoch')
@@ -112,6 +113,13 @@ class SearchConfig(_TypedConfig):
                                default='prompt_search')
     #: keep the frozen encoder's features of D_val across a round's trials
     cache: bool = _checked('True or False', lambda v: isinstance(v, bool), default=True)
+
+    def __post_init__(self) -> None:
+        # the keyword arguments of the solver the config chooses
+        if self.method == 'gradient':
+            check_optimizer(self.optimizer)
+        else:
+            check_sampler_kwargs(self.sampler, self.sampler_kwargs)
 
 
 @dataclass(frozen=True)

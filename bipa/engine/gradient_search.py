@@ -11,7 +11,7 @@ from .prompt_search import PromptSearch
 GRAD = 'grad'
 
 
-def _check_optimizer(cfg: dict) -> dict:
+def check_optimizer(cfg: dict) -> dict:
     """``train_cfg.search.optimizer``: Adam's ``lr`` (in group-weight units),
     ``betas`` and ``eps``."""
     out = dict(lr=0.1, betas=(0.9, 0.999), eps=1e-8)
@@ -79,7 +79,7 @@ class GradientSearch(PromptSearch):
                  on_trial: Optional[Callable] = None) -> None:
         super().__init__(storage=storage, study_name=study_name, num_groups=num_groups,
                          interval=interval, sampler='random', seed=seed, on_trial=on_trial)
-        self.optimizer = _check_optimizer(optimizer or {})
+        self.optimizer = check_optimizer(optimizer or {})
 
     def _score(self, objective: Callable, weights: List[float]) -> Tuple[float, dict]:
         value, grad = objective.value_and_grad(weights)

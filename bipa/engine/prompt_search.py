@@ -64,6 +64,26 @@ FAIL_REASON = 'fail_reason'
 INTERRUPTED = 'interrupted'
 
 
+def check_sampler_kwargs(sampler: str, kwargs: dict) -> dict:
+    """The sampler's keyword arguments: BiPA's defaults updated by
+    ``kwargs``, each a keyword of the sampler's class (``seed`` is BiPA's,
+    and CMA-ES's warm start sets ``source_trials``)."""
+    cls, defaults = SAMPLERS[sampler]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {'self', 'seed'}
+    if sampler == 'cmaes':
+        accepted -= {'source_trials'}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ConfigError(f'train_cfg.search.sampler_kwargs.{unknown[0]}: not a keyword '
+                          f'of {cls.__name__} here; it takes {", ".join(sorted(accepted))}')
+    for key, value in kwargs.items():
+        expected, check = SAMPLER_KWARG_CHECKS.get(key, (None, None))
+        if check is not None and not check(value):
+            raise ConfigError(f'train_cfg.search.sampler_kwargs.{key} must be {expected}, '
+                              f'got {value!r}')
+    return dict(defaults, **kwargs)
+
+
 def best_trial(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
     """The COMPLETE trial of least f, earliest on ties (the round's rho), or None."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, ))
@@ -126,7 +146,7 @@ class PromptSearch:
         self.num_groups = num_groups
         self.interval = check_interval(interval, 'search interval')
         self.sampler = sampler
-        self.sampler_kwargs = self._check_sampler_kwargs(sampler, sampler_kwargs or {})
+        self.sampler_kwargs = check_sampler_kwargs(sampler, sampler_kwargs or {})
         self.seed = seed
         self.on_trial = on_trial
         # trials are logged through mmengine's logger (on_trial), not Optuna's
@@ -136,26 +156,6 @@ class PromptSearch:
         # CMA-ES's warm start: the previous round's trials (set by run_round)
         self._source_trials: Optional[list] = None
         self._make_sampler(1, 0)  # a bad keyword value stops the run here
-
-    @staticmethod
-    def _check_sampler_kwargs(sampler: str, kwargs: dict) -> dict:
-        """The sampler's keyword arguments: BiPA's defaults updated by
-        ``kwargs``, each a keyword of the sampler's class (``seed`` is BiPA's,
-        and CMA-ES's warm start sets ``source_trials``)."""
-        cls, defaults = SAMPLERS[sampler]
-        accepted = set(inspect.signature(cls.__init__).parameters) - {'self', 'seed'}
-        if sampler == 'cmaes':
-            accepted -= {'source_trials'}
-        unknown = sorted(set(kwargs) - accepted)
-        if unknown:
-            raise ConfigError(f'train_cfg.search.sampler_kwargs.{unknown[0]}: not a keyword '
-                              f'of {cls.__name__} here; it takes {", ".join(sorted(accepted))}')
-        for key, value in kwargs.items():
-            expected, check = SAMPLER_KWARG_CHECKS.get(key, (None, None))
-            if check is not None and not check(value):
-                raise ConfigError(f'train_cfg.search.sampler_kwargs.{key} must be {expected}, '
-                                  f'got {value!r}')
-        return dict(defaults, **kwargs)
 
     @property
     def rdb(self) -> optuna.storages.BaseStorage:

@@ -49,6 +49,12 @@ def test_the_paper_schedule_is_a_bilevel_config():
     (dict(search=dict(objective='iou')), r"^train_cfg\.search\.objective must be one of "
      r"\('bce', 'bce\+dice', 'dice', 'soft_iou'\)"),
     (dict(search=dict(sampler_kwargs=[1])), r'^train_cfg\.search\.sampler_kwargs must be a dict'),
+    (dict(search=dict(sampler='gp', sampler_kwargs=dict(multivariate=True))),
+     r'^train_cfg\.search\.sampler_kwargs\.multivariate: not a keyword of GPSampler here'),
+    (dict(search=dict(sampler_kwargs=dict(n_startup_trials=-2))),
+     r'^train_cfg\.search\.sampler_kwargs\.n_startup_trials must be a non-negative integer'),
+    (dict(search=dict(method='gradient', optimizer=dict(lr=-1))),
+     r'^train_cfg\.search\.optimizer\.lr must be a positive number, got -1'),
 ])
 def test_bad_keys_and_values_are_named(train_cfg, match):
     with pytest.raises(ConfigError, match=match):
