@@ -43,8 +43,8 @@ SAMPLERS = {
 SAMPLER_KWARG_CHECKS = {
     'n_startup_trials': ('a non-negative integer',
                          lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
-    'popsize': ('an integer >= 2 or None', lambda v: v is None or (
-        isinstance(v, int) and not isinstance(v, bool) and v >= 2)),
+    'popsize': ('an integer >= 4 or None', lambda v: v is None or (
+        isinstance(v, int) and not isinstance(v, bool) and v >= 4)),
     'sigma0': ('a positive number or None', lambda v: v is None or (
         isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)),
     **{key: ('True or False', lambda v: isinstance(v, bool))

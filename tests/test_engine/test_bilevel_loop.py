@@ -99,7 +99,7 @@ def test_search_config_names_a_bad_key(loop_cfg, search, match):
 
 @pytest.mark.parametrize('search', [
     dict(method='gradient', objective='soft_iou', optimizer=dict(lr=0.2)),
-    dict(sampler='cmaes', objective='bce+dice', sampler_kwargs=dict(popsize=2)),
+    dict(sampler='cmaes', objective='bce+dice', sampler_kwargs=dict(popsize=4)),
 ])
 def test_the_solver_and_objective_come_from_the_config(loop_cfg, search, tmp_path, monkeypatch):
     """Both rounds run the configured solver on the configured f; the final rho

@@ -145,8 +145,8 @@ def test_bad_search_settings(tmp_path):
     with pytest.raises(ValueError, match=r'sampler_kwargs.n_startup_trials must be a '
                                          r'non-negative integer, got -1'):
         make_search(tmp_path, sampler='gp', sampler_kwargs=dict(n_startup_trials=-1))
-    with pytest.raises(ValueError, match=r'sampler_kwargs.popsize must be an integer >= 2'):
-        make_search(tmp_path, sampler='cmaes', sampler_kwargs=dict(popsize=1))
+    with pytest.raises(ValueError, match=r'sampler_kwargs.popsize must be an integer >= 4'):
+        make_search(tmp_path, sampler='cmaes', sampler_kwargs=dict(popsize=3))
     with pytest.raises(ValueError, match=r'search.optimizer.momentum: unknown key'):
         GradientSearch(storage='sqlite://', study_name='t', num_groups=2, interval=(1, 3),
                        optimizer=dict(momentum=0.9))
