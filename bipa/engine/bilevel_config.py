@@ -5,9 +5,9 @@ from typing import Any, Callable, Optional
 
 from ..models.layers.dense_prompt import DENSE_PROMPT_MODES
 from ..utils import ConfigError
-from .gradient_search import check_optimizer
+from .gradient_search import GradientSearch, check_optimizer
 from .prompt_objective import OBJECTIVES
-from .prompt_search import SAMPLERS, SEARCH_METHODS, check_sampler_kwargs
+from .prompt_search import SAMPLERS, SEARCH_METHODS, PromptSearch, check_sampler_kwargs
 
 Check = Callable[[Any], bool]
 UNITS = ('iter', 'epoch')
@@ -120,6 +120,19 @@ class SearchConfig(_TypedConfig):
             check_optimizer(self.optimizer)
         else:
             check_sampler_kwargs(self.sampler, self.sampler_kwargs)
+
+    def build(self, *, num_groups: int, interval, storage=None,
+              on_trial: Optional[Callable] = None) -> PromptSearch:
+        """The upper level this config chooses: :class:`PromptSearch` (an
+        Optuna sampler) or :class:`GradientSearch`, in ``storage`` (a URL or an
+        Optuna storage; default: ``self.storage``)."""
+        common = dict(storage=self.storage if storage is None else storage,
+                      study_name=self.study_name,
+                      num_groups=num_groups, interval=interval, seed=self.seed,
+                      on_trial=on_trial)
+        if self.method == 'gradient':
+            return GradientSearch(optimizer=self.optimizer, **common)
+        return PromptSearch(sampler=self.sampler, sampler_kwargs=self.sampler_kwargs, **common)
 
 
 @dataclass(frozen=True)

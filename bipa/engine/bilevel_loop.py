@@ -20,7 +20,6 @@ from ..utils import ConfigError, get_rng_states, lock_work_dir, set_rng_states
 from ..utils.checkpoint_files import ATOMIC_BACKEND, LAST_CHECKPOINT, write_text_atomic
 from ..utils.rng import gather_rng_states, rank_rng_states
 from .bilevel_config import UNITS, BilevelConfig
-from .gradient_search import GradientSearch
 from .prompt_objective import MaskObjective
 from .prompt_search import PromptSearch
 
@@ -504,11 +503,8 @@ class BilevelLoop(IterBasedTrainLoop):
         prompt = self.detector.dense_prompt
         storage = cfg.storage or 'sqlite:///' + osp.join(
             osp.abspath(self.runner.work_dir), 'prompt_search.db')
-        common = dict(storage=storage, study_name=cfg.study_name, num_groups=prompt.num_groups,
-                      interval=prompt.search_interval, seed=cfg.seed, on_trial=self._log_trial)
-        if cfg.method == 'gradient':
-            return GradientSearch(optimizer=cfg.optimizer, **common)
-        return PromptSearch(sampler=cfg.sampler, sampler_kwargs=cfg.sampler_kwargs, **common)
+        return cfg.build(num_groups=prompt.num_groups, interval=prompt.search_interval,
+                         storage=storage, on_trial=self._log_trial)
 
     def build_objective(self) -> MaskObjective:
         cfg = self.search_cfg

@@ -5,7 +5,7 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from ..utils import ConfigError
-from .prompt_search import PromptSearch
+from .prompt_search import FINISHED, PromptSearch
 
 #: the user attribute holding df/dw of a trial's point
 GRAD = 'grad'
@@ -131,21 +131,12 @@ class GradientSearch(PromptSearch):
         if not callable(getattr(objective, 'value_and_grad', None)):
             raise TypeError("train_cfg.search.method='gradient' needs an objective with "
                             'value_and_grad (MaskObjective)')
-        study = self.study(round_idx)
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, )):
-            self._recover(study, round_idx, trial, objective)
-        while True:
-            interrupted = self._interrupted(study)
-            trials = study.get_trials(deepcopy=False)
-            finished = [t for t in trials if t.number not in interrupted
-                        and t.state in (TrialState.COMPLETE, TrialState.FAIL)]
-            if len(finished) >= num_trials:
-                break
-            # a point enqueued before a kill is the same point: ask it
-            if not any(t.state == TrialState.WAITING for t in trials):
-                study.enqueue_trial(self.params_of(self.next_point(finished, warm_start)))
-            trial = study.ask(self.distributions)
-            self._evaluate(study, round_idx, trial.number, objective)
-        return self.best(round_idx, study)
+        return super().run_round(round_idx, num_trials, objective, warm_start)
 
-
+    def _before_ask(self, study, round_idx: int, trials: list,
+                    warm_start: Sequence[Sequence[float]]) -> None:
+        """Enqueue the next point, unless one is waiting (a warm-start point, or
+        a point enqueued before a kill: the same point)."""
+        if not any(t.state == TrialState.WAITING for t in trials):
+            finished = [t for t in trials if t.state in FINISHED]
+            study.enqueue_trial(self.params_of(self.next_point(finished, warm_start)))

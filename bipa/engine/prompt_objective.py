@@ -246,8 +246,7 @@ class MaskObjective:
         """f and its exact gradient with respect to the group weights, w fixed:
         rho enters only the frozen decoder, so autograd through the decoder
         (and the cached inputs) gives df/drho's group weights."""
-        value, grad = self._evaluate(weights, with_grad=True)
-        return value, grad
+        return self._evaluate(weights, with_grad=True)
 
     def _evaluate(self, weights: Sequence[float],
                   with_grad: bool) -> Tuple[float, Optional[List[float]]]:

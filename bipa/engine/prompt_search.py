@@ -56,6 +56,8 @@ SAMPLER_KWARG_CHECKS = {
 WS_CMA_MIN_TRIALS = 10
 #: ``train_cfg.search.method``
 SEARCH_METHODS = ('optuna', 'gradient')
+# the states of a trial that counts towards a round's K_b
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL)
 # what a trial may raise that makes it a failed trial rather than a crash
 TRIAL_ERRORS = (RuntimeError, ValueError, FloatingPointError)
 # the user attribute of a failed trial that says why
@@ -293,19 +295,23 @@ class PromptSearch:
             study.enqueue_trial(self.params_of(weights), skip_if_exists=True)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             self._recover(study, round_idx, trial, objective)
-        finished = (TrialState.COMPLETE, TrialState.FAIL)
         while True:
             interrupted = self._interrupted(study)
             trials = [t for t in study.get_trials(deepcopy=False)
                       if t.number not in interrupted]
-            if sum(t.state in finished for t in trials) >= num_trials:
+            if sum(t.state in FINISHED for t in trials) >= num_trials:
                 break
-            # seeded by the position among the trials that count, so that a
-            # re-asked interrupted trial gets the same proposal
-            study.sampler = self._make_sampler(round_idx, len(trials))
+            self._before_ask(study, round_idx, trials, warm_start)
             trial = study.ask(self.distributions)
             self._evaluate(study, round_idx, trial.number, objective)
         return self.best(round_idx, study)
+
+    def _before_ask(self, study: optuna.Study, round_idx: int, trials: list,
+                    warm_start: Sequence[Sequence[float]]) -> None:
+        """Set up the next ``ask``, given the round's trials that count (in
+        order): the sampler, seeded by their number, so that a re-asked
+        interrupted trial gets the same proposal."""
+        study.sampler = self._make_sampler(round_idx, len(trials))
 
     def best(self, round_idx: int,
              study: Optional[optuna.Study] = None) -> Tuple[List[float], float]:

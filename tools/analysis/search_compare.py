@@ -93,17 +93,20 @@ class DvalSegm:
 
 
 def _search(solver: str, loop, seed: int, on_trial):
-    import optuna
+    """The run's search config with ``solver`` (its sampler keywords only for
+    its own sampler), in memory."""
+    import dataclasses
 
-    from bipa.engine import GradientSearch, PromptSearch
-    prompt, cfg = loop.detector.dense_prompt, loop.search_cfg
-    common = dict(storage=optuna.storages.InMemoryStorage(), study_name=solver,
-                  num_groups=prompt.num_groups, interval=prompt.search_interval, seed=seed,
-                  on_trial=on_trial)
-    if solver == 'gradient':
-        return GradientSearch(optimizer=cfg.optimizer, **common)
-    kwargs = cfg.sampler_kwargs if solver == cfg.sampler else {}
-    return PromptSearch(sampler=solver, sampler_kwargs=kwargs, **common)
+    import optuna
+    cfg = loop.search_cfg
+    sampler = cfg.sampler if solver == 'gradient' else solver
+    cfg = dataclasses.replace(
+        cfg, method='gradient' if solver == 'gradient' else 'optuna', sampler=sampler,
+        sampler_kwargs=cfg.sampler_kwargs if sampler == cfg.sampler else {},
+        study_name=solver, seed=seed)
+    prompt = loop.detector.dense_prompt
+    return cfg.build(num_groups=prompt.num_groups, interval=prompt.search_interval,
+                     storage=optuna.storages.InMemoryStorage(), on_trial=on_trial)
 
 
 def compare_checkpoint(config: str, checkpoint: str, *, solvers: List[str],
