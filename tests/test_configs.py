@@ -67,23 +67,19 @@ def test_config_has_no_unknown_key(path):
     ('bipa_usis10k_foreground.py', 'foreground_annotations/foreground_val_annotations.json'),
 ])
 def test_usis10k_searches_on_its_val_split(name, expected):
-    from types import SimpleNamespace
-
-    from bipa.engine import BilevelLoop
+    from bipa.datasets import val_split_dataset
     cfg = Config.fromfile(str(ROOT / 'configs' / name))
     assert cfg.train_cfg.holdout is None and cfg.train_cfg.val_split == 'val_dataloader'
-    dataset = BilevelLoop._split_dataset(SimpleNamespace(cfg=cfg), cfg.train_cfg.val_split)
+    dataset = val_split_dataset(cfg, cfg.train_cfg.val_split)
     assert dataset.ann_file.endswith(expected)
 
 
 def test_uiis_val_split_is_its_test_split_and_refused():
-    from types import SimpleNamespace
-
-    from bipa.engine import BilevelLoop
+    from bipa.datasets import val_split_dataset
     cfg = Config.fromfile(str(ROOT / 'configs' / 'bipa_uiis.py'))
     assert cfg.train_cfg.holdout == dict(fraction=0.1, seed=0)
     with pytest.raises(ValueError, match='that is the test split'):
-        BilevelLoop._split_dataset(SimpleNamespace(cfg=cfg), 'val_dataloader')
+        val_split_dataset(cfg, 'val_dataloader')
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: str(p.relative_to(ROOT / 'configs')))

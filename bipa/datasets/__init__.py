@@ -1,3 +1,4 @@
+from .dval import SearchSplit, default_search_pipeline, val_split_dataset
 from .holdout import build_holdout_split, holdout_image_ids
 from .transforms import CheckedLoadImageFromFile, ImageReadError
 from .underwater import (
@@ -12,7 +13,8 @@ from .underwater import (
 
 __all__ = [
     'AnnotationError', 'check_evaluation_split', 'CheckedLoadImageFromFile', 'ImageReadError',
-    'build_holdout_split', 'holdout_image_ids', 'SYNTHETIC_CLASSES',
+    'build_holdout_split', 'holdout_image_ids', 'SearchSplit', 'default_search_pipeline',
+    'val_split_dataset', 'SYNTHETIC_CLASSES',
     'UIISDataset',
     'USIS10KDataset', 'USIS10KForegroundDataset', 'SyntheticUnderwaterDataset'
 ]

@@ -6,10 +6,12 @@ from mmdet.registry import DATASETS
 from mmengine.dataset import BaseDataset
 
 HOLDOUT_PARTS = ('train', 'holdout')
+#: the seed of a holdout that names none
+HOLDOUT_SEED = 0
 
 
 def holdout_image_ids(img_ids, *, fraction: Optional[float] = None,
-                      count: Optional[int] = None, seed: int = 0) -> set:
+                      count: Optional[int] = None, seed: int = HOLDOUT_SEED) -> set:
     """The image ids held out: ``count`` images, or ``round(fraction * N)``, drawn
     by a permutation seeded with ``seed`` of the sorted ids (so the choice does
     not depend on the annotation file's order)."""
@@ -31,7 +33,7 @@ def holdout_image_ids(img_ids, *, fraction: Optional[float] = None,
 @DATASETS.register_module(name='HoldoutSplit')
 def build_holdout_split(dataset: Union[dict, BaseDataset], *, part: str,
                         fraction: Optional[float] = None, count: Optional[int] = None,
-                        seed: int = 0) -> BaseDataset:
+                        seed: int = HOLDOUT_SEED) -> BaseDataset:
     """Build ``dataset`` and keep its ``part``: ``'holdout'`` is D_val,
     ``'train'`` the rest (D_tr). Both parts of the same spec are disjoint and
     together cover the dataset."""
