@@ -8,7 +8,7 @@ from typing import Dict, List
 import optuna
 from optuna.trial import TrialState
 
-from ..engine.prompt_search import best_trial, fail_reasons
+from ..engine.solvers import best_trial, fail_reasons
 
 __all__ = ['best_trial', 'fail_reasons', 'load_rounds', 'storage_url', 'summarize_rounds']
 

@@ -1,13 +1,13 @@
 """``train_cfg`` of :class:`BilevelLoop`, typed: every key checked in one place."""
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from ..models.layers.dense_prompt import DENSE_PROMPT_MODES
+from ..registry import SOLVERS
 from ..utils import ConfigError
-from .gradient_search import GradientSearch, check_optimizer
-from .prompt_objective import OBJECTIVES
-from .prompt_search import SAMPLERS, SEARCH_METHODS, PromptSearch, check_sampler_kwargs
+from .prompt_objective import DIFFERENTIABLE, OBJECTIVES
+from .solvers import BaseSolver
 
 Check = Callable[[Any], bool]
 UNITS = ('iter', 'epoch')
@@ -37,9 +37,9 @@ def _list_of_dicts(v) -> bool:
     return isinstance(v, (list, tuple)) and all(isinstance(t, dict) for t in v)
 
 
-def _checked(expected: str, check: Check, **kwargs):
-    """A dataclass field whose value must pass ``check`` (``expected`` names it
-    in the error)."""
+def _checked(expected: Union[str, Callable[[], str]], check: Check, **kwargs):
+    """A dataclass field whose value must pass ``check`` (``expected``, or what
+    it returns, names it in the error)."""
     return field(metadata=dict(expected=expected, check=check), **kwargs)
 
 
@@ -54,12 +54,17 @@ class _TypedConfig:
     value of the wrong kind stops the run with the key named."""
 
     KEY = ''
+    #: keys of earlier versions: what replaced them
+    RENAMED: dict = {}
 
     @classmethod
     def from_cfg(cls, cfg: Optional[dict]):
         cfg = dict(cfg or {})
         known = cls.keys()
         unknown = sorted(set(cfg) - set(known))
+        for key in unknown:
+            if key in cls.RENAMED:
+                raise ConfigError(f'{cls.KEY}.{key}: no longer a key; {cls.RENAMED[key]}')
         if unknown:
             raise ConfigError(f'{cls.KEY}.{unknown[0]}: unknown key; {cls.KEY} has unknown '
                               f'key(s) {unknown} and takes: {", ".join(known)}')
@@ -69,8 +74,9 @@ class _TypedConfig:
             if 'nested' in f.metadata:
                 cfg[f.name] = f.metadata['nested'].from_cfg(cfg[f.name])
             elif not f.metadata['check'](cfg[f.name]):
-                raise ConfigError(f'{cls.KEY}.{f.name} must be {f.metadata["expected"]}, '
-                                  f'got {cfg[f.name]!r}')
+                expected = f.metadata['expected']
+                expected = expected() if callable(expected) else expected
+                raise ConfigError(f'{cls.KEY}.{f.name} must be {expected}, got {cfg[f.name]!r}')
         return cls(**cfg)
 
     @classmethod
@@ -91,20 +97,16 @@ class SearchConfig(_TypedConfig):
                                         _optional(_list_of_dicts), default=None)
     batch_size: int = _checked('a positive integer', _positive_int, default=1)
     num_workers: int = _checked('a non-negative integer', _non_negative_int, default=0)
-    #: 'optuna' (a sampler proposes each trial) or 'gradient' (projected Adam
-    #: on df/drho through the frozen decoder)
-    method: str = _checked(f'one of {SEARCH_METHODS}', _one_of(SEARCH_METHODS),
-                           default='optuna')
-    #: Optuna sampler of method 'optuna': one of SAMPLERS
-    sampler: str = _checked(f'one of {tuple(SAMPLERS)}', _one_of(tuple(SAMPLERS)),
-                            default='tpe')
-    #: keyword arguments of the sampler's class (checked by PromptSearch)
-    sampler_kwargs: dict = _checked('a dict', lambda v: isinstance(v, dict),
-                                    default_factory=dict)
+    #: the solver: a name registered in bipa.registry.SOLVERS ('tpe' is the
+    #: paper's; 'gp', 'cmaes', 'random', 'gradient', or one of your own)
+    solver: str = _checked(
+        lambda: f'one of the registered solvers {tuple(sorted(SOLVERS.module_dict))}',
+        lambda v: isinstance(v, str) and v in SOLVERS, default='tpe')
+    #: the solver's keyword arguments (its check_settings says which)
+    solver_kwargs: dict = _checked('a dict', lambda v: isinstance(v, dict),
+                                   default_factory=dict)
     #: f: one of OBJECTIVES ('bce' is the paper's)
     objective: str = _checked(f'one of {OBJECTIVES}', _one_of(OBJECTIVES), default='bce')
-    #: projected Adam of method 'gradient' (GradientSearch's lr, betas, eps)
-    optimizer: dict = _checked('a dict', lambda v: isinstance(v, dict), default_factory=dict)
     seed: int = _checked('a non-negative integer', _non_negative_int, default=0)
     #: an Optuna storage URL; None: SQLite prompt_search.db in the work dir
     storage: Optional[str] = _checked('a storage URL or None',
@@ -114,25 +116,28 @@ class SearchConfig(_TypedConfig):
     #: keep the frozen encoder's features of D_val across a round's trials
     cache: bool = _checked('True or False', lambda v: isinstance(v, bool), default=True)
 
+    RENAMED = {
+        'method': "train_cfg.search.solver names the solver (e.g. 'gradient')",
+        'sampler': "train_cfg.search.solver names the solver (e.g. 'gp')",
+        'sampler_kwargs': "the sampler's keywords are train_cfg.search.solver_kwargs",
+        'optimizer': "the gradient solver's lr, betas and eps are train_cfg.search.solver_kwargs",
+    }
+
     def __post_init__(self) -> None:
-        # the keyword arguments of the solver the config chooses
-        if self.method == 'gradient':
-            check_optimizer(self.optimizer)
-        else:
-            check_sampler_kwargs(self.sampler, self.sampler_kwargs)
+        solver = SOLVERS.get(self.solver)
+        solver.check_settings(self.solver_kwargs)
+        if solver.needs_gradient and self.objective not in DIFFERENTIABLE:
+            raise ConfigError(f'train_cfg.search.objective={self.objective!r} has no gradient; '
+                              f'the solver {self.solver!r} needs one of {DIFFERENTIABLE}')
 
     def build(self, *, num_groups: int, interval, storage=None,
-              on_trial: Optional[Callable] = None) -> PromptSearch:
-        """The upper level this config chooses: :class:`PromptSearch` (an
-        Optuna sampler) or :class:`GradientSearch`, in ``storage`` (a URL or an
-        Optuna storage; default: ``self.storage``)."""
-        common = dict(storage=self.storage if storage is None else storage,
-                      study_name=self.study_name,
-                      num_groups=num_groups, interval=interval, seed=self.seed,
-                      on_trial=on_trial)
-        if self.method == 'gradient':
-            return GradientSearch(optimizer=self.optimizer, **common)
-        return PromptSearch(sampler=self.sampler, sampler_kwargs=self.sampler_kwargs, **common)
+              on_trial: Optional[Callable] = None) -> BaseSolver:
+        """The solver this config chooses, in ``storage`` (a URL or an Optuna
+        storage; default: ``self.storage``)."""
+        return SOLVERS.get(self.solver)(
+            storage=self.storage if storage is None else storage, study_name=self.study_name,
+            num_groups=num_groups, interval=interval, seed=self.seed, on_trial=on_trial,
+            **self.solver_kwargs)
 
 
 @dataclass(frozen=True)

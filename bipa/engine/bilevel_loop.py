@@ -1,6 +1,5 @@
 """BiPA's alternating training loop (paper Sec. 3.3, two-stage strategy)."""
 import copy
-import json
 import logging
 import os.path as osp
 from typing import Callable, Iterator, Optional, Union
@@ -16,12 +15,13 @@ from mmengine.optim import AmpOptimWrapper
 from mmengine.runner import IterBasedTrainLoop, find_latest_checkpoint
 from torch.utils.data import DataLoader
 
+from ..datasets import SearchSplit
 from ..utils import ConfigError, get_rng_states, lock_work_dir, set_rng_states
 from ..utils.checkpoint_files import ATOMIC_BACKEND, LAST_CHECKPOINT, write_text_atomic
 from ..utils.rng import gather_rng_states, rank_rng_states
 from .bilevel_config import UNITS, BilevelConfig
 from .prompt_objective import MaskObjective
-from .prompt_search import PromptSearch
+from .solvers import BaseSolver
 
 __all__ = ['BilevelLoop', 'UNITS']
 
@@ -151,9 +151,10 @@ class BilevelLoop(IterBasedTrainLoop):
     on the same data. Or, with ``holdout=None``, ``val_split`` names a
     dataloader of the config whose dataset is D_val (e.g. ``'val_dataloader'``
     for USIS10K's official val split; never the test split). D_val is read with
-    the ``val_dataloader`` pipeline, annotations loaded before resizing. The
-    resolved D_tr and D_val go to the log and, with their image ids, to
-    ``splits.json`` in the run's log directory.
+    the ``val_dataloader`` pipeline, annotations loaded before resizing
+    (:class:`~bipa.datasets.SearchSplit` resolves both). The resolved D_tr and
+    D_val go to the log and, with their image ids and the run's and the
+    holdout's seeds, to ``splits.json`` in the run's log directory.
 
     Learning rate per phase: ``param_scheduler`` (mmengine's key) drives the
     adaptation phase and ``finetune=dict(lr=..., param_scheduler=[...])``
@@ -165,9 +166,10 @@ class BilevelLoop(IterBasedTrainLoop):
     ``finetune.reset_optimizer`` clears the optimizer's state (moments).
 
     ``search`` (:class:`SearchConfig`) configures the upper level: D_val's
-    pipeline and loader, f (``objective``), the solver (``method``: an Optuna
-    ``sampler`` with its ``sampler_kwargs``, or projected Adam on df/drho with
-    its ``optimizer``), the seed and the Optuna storage.
+    pipeline and loader, f (``objective``), the ``solver`` (a name registered
+    in :data:`bipa.registry.SOLVERS`: an Optuna sampler, projected Adam on
+    df/drho, or your own) with its ``solver_kwargs``, the seed and the Optuna
+    storage.
     """
 
     # every rank's RNG states, gathered to rank 0 for the next checkpoint (None
@@ -183,10 +185,15 @@ class BilevelLoop(IterBasedTrainLoop):
         self.search_cfg, self.finetune_cfg = cfg.search, cfg.finetune
         self.rounds_done = 0
         self.loaded_state: Optional[dict] = None
-        self.val_dataset_cfg: Optional[dict] = None
+        # the training dataloader (config) reads D_tr: BaseLoop builds it, with
+        # the Runner's seed and randomness
+        split = self.search_split = SearchSplit.from_cfg(
+            runner.cfg, dataloader, holdout=cfg.holdout, val_split=cfg.val_split,
+            pipeline=cfg.search.pipeline)
+        self.val_dataset_cfg, self.val_pipeline = split.val_dataset_cfg, split.val_pipeline
+        self._search_source = split.source
         self.val_dataset = None  # D_val, built on rank 0 (the only one that searches)
-        dataloader, train_dataset = self._split_dataloader(runner, dataloader)
-        super().__init__(runner, dataloader, max_iters=0, val_begin=cfg.val_begin,
+        super().__init__(runner, split.train_dataloader, max_iters=0, val_begin=cfg.val_begin,
                          val_interval=cfg.val_interval, dynamic_intervals=cfg.dynamic_intervals)
         # the schedule in iterations: an epoch is the length of the dataloader built above
         self.iters_per_unit = len(self.dataloader) if cfg.unit == 'epoch' else 1
@@ -205,7 +212,7 @@ class BilevelLoop(IterBasedTrainLoop):
             f'K_c={cfg.K_c} ({cfg.unit}s; 1 {cfg.unit} = {self.iters_per_unit} iterations), '
             f'{self._max_iters} iterations' + (', adaptation only' if cfg.adaptation_only else '')
             + f'; parameter schedulers (iterations): {runner.param_schedulers}')
-        self._log_splits(train_dataset)
+        self._log_splits()
 
     @classmethod
     def check_cfg(cls, train_cfg: dict) -> None:
@@ -215,118 +222,17 @@ class BilevelLoop(IterBasedTrainLoop):
 
     # --- helpers --------------------------------------------------------------
 
-    def _split_dataloader(self, runner, dataloader: Union[dict, DataLoader]) -> tuple:
-        """The training dataloader (config) reading D_tr, with D_val resolved
-        on the way, and D_tr's dataset config (None for a built dataloader).
-        ``BaseLoop`` builds it, with the Runner's seed and randomness."""
-        if not isinstance(dataloader, dict):
-            return dataloader, None
-        holdout, val_split = self.config.holdout, self.config.val_split
-        if holdout is not None or val_split is not None:
-            dataloader = self._split(runner, dataloader, holdout, val_split)
-        return dataloader, dataloader['dataset']
-
-    def _split(self, runner, dataloader: dict, holdout: Optional[dict],
-               val_split: Optional[str]) -> dict:
-        """Resolve D_val (``val_dataset_cfg``) and return the training
-        dataloader config reading D_tr: with ``holdout`` both are the parts of
-        ``HoldoutSplit`` over the configured training dataset; with ``val_split``
-        D_tr is the whole training dataset and D_val that dataloader's dataset."""
-        pipeline = self.search_cfg.pipeline
-        self._search_source = ('D_val (pipeline train_cfg.search.pipeline)' if pipeline else
-                               'D_val (pipeline of val_dataloader, annotations loaded '
-                               'before resizing)')
-        pipeline = self.val_pipeline = list(pipeline or self._default_search_pipeline(runner))
-        if val_split is not None:
-            self.val_dataset_cfg = dict(self._split_dataset(runner, val_split), pipeline=pipeline)
-            return dataloader
-        dataset = copy.deepcopy(dataloader['dataset'])
-        self.val_dataset_cfg = dict(type='HoldoutSplit', part='holdout', **holdout,
-                                    dataset=dict(dataset, pipeline=pipeline))
-        return dict(dataloader, dataset=dict(type='HoldoutSplit', part='train', **holdout,
-                                             dataset=dataset))
-
-    def _log_splits(self, train_dataset: Optional[dict]) -> None:
-        """D_tr and D_val as resolved, in the log and, with their image ids, in
-        ``splits.json`` of the run's log directory."""
-        def described(cfg):
-            if not isinstance(cfg, dict):
-                return type(cfg).__name__
-            return {k: described(v) if k == 'dataset' else v for k, v in cfg.items()
-                    if k != 'pipeline'}
-
-        def image_ids(dataset):
-            infos = (dataset.get_data_info(i) for i in range(len(dataset)))
-            return [info.get('img_id', info.get('img_path')) for info in infos]
-
+    def _log_splits(self) -> None:
+        """D_tr and D_val as resolved (D_val built here, on rank 0), in the log
+        and, with their image ids and the seeds, in ``splits.json`` of the
+        run's log directory."""
         if not is_main_process():  # rank 0 searches, logs and writes splits.json
             return
-        splits = dict(D_tr=dict(dataset=described(train_dataset or self.dataloader.dataset),
-                                image_ids=image_ids(self.dataloader.dataset)))
-        lines = [f'D_tr: {splits["D_tr"]["dataset"]}, {len(self.dataloader.dataset)} images']
-        if self.val_dataset_cfg is None:
-            lines.append('D_val: none')
-        else:
+        if self.val_dataset_cfg is not None:
             self.val_dataset = DATASETS.build(self.val_dataset_cfg)
-            splits['D_val'] = dict(dataset=described(self.val_dataset_cfg),
-                                   pipeline=self.val_pipeline,
-                                   image_ids=image_ids(self.val_dataset))
-            pipeline = [t.get('type') for t in self.val_pipeline]
-            lines.append(f'D_val: {splits["D_val"]["dataset"]}, {len(self.val_dataset)} images, '
-                         f'pipeline {pipeline}')
-        path = osp.join(self.runner.log_dir, 'splits.json')
-        with open(path, 'w') as f:
-            json.dump(splits, f, indent=1, default=str)
-        lines.append(f'image ids of both: {path}')
+        lines = self.search_split.write(osp.join(self.runner.log_dir, 'splits.json'),
+                                        self.dataloader.dataset, self.val_dataset)
         self.runner.logger.info('BilevelLoop splits:\n  ' + '\n  '.join(lines))
-
-    @staticmethod
-    def _default_search_pipeline(runner) -> list:
-        """D_val's pipeline: the validation (or test) pipeline with its
-        ``LoadAnnotations`` moved right after the image is loaded, so that every
-        later transform (``Resize``, ``Pad``) scales the GT boxes and masks with
-        the image. (mmdet's test pipelines load annotations after ``Resize``:
-        CocoMetric reads GT from the json, at the original scale.)"""
-        for key in ('val_dataloader', 'test_dataloader'):
-            loader = runner.cfg.get(key)
-            if loader:
-                break
-        pipeline = copy.deepcopy(loader['dataset'].get('pipeline') or []) if loader else []
-
-        def image_loader():
-            return next((i for i, t in enumerate(pipeline)
-                         if 'LoadImage' in str(t.get('type'))), None)
-
-        loads = [i for i, t in enumerate(pipeline) if t.get('type') == 'LoadAnnotations'
-                 and t.get('with_bbox', True) and t.get('with_mask')]
-        if not loads or image_loader() is None:
-            raise ConfigError('val_dataloader.dataset.pipeline: the prompt search reads D_val '
-                              'with the pipeline of val_dataloader (or test_dataloader), which '
-                              'must load the image and LoadAnnotations(with_bbox=True, '
-                              'with_mask=True); or set train_cfg.search.pipeline')
-        annotations = pipeline.pop(loads[0])
-        pipeline.insert(image_loader() + 1, annotations)
-        return pipeline
-
-    @staticmethod
-    def _split_dataset(runner, name: str) -> dict:
-        """The dataset config of the dataloader ``name`` (D_val from an existing
-        split); never the test split."""
-        loader = runner.cfg.get(name) if isinstance(name, str) else None
-        if not loader or 'dataset' not in loader:
-            raise ConfigError(f'train_cfg.val_split={name!r} must name a dataloader of the '
-                              "config that has a dataset, e.g. 'val_dataloader'")
-        dataset = copy.deepcopy(loader['dataset'])
-        test = (runner.cfg.get('test_dataloader') or {}).get('dataset') or {}
-
-        def source(d):
-            return d.get('type'), d.get('data_root'), d.get('ann_file')
-
-        if name != 'test_dataloader' and (not test or source(dataset) != source(test)):
-            return dataset
-        raise ConfigError(f'train_cfg.val_split={name!r}: that is the test split '
-                          f'({dataset.get("data_root", "")}{dataset.get("ann_file")}); the '
-                          'prompt search must not see it (use train_cfg.holdout instead)')
 
     def _in_phase(self, scheduler: dict, key: str, start: int, length: int) -> dict:
         """A scheduler config of a phase (``begin``/``end``/milestones counted
@@ -496,9 +402,9 @@ class BilevelLoop(IterBasedTrainLoop):
         if is_main_process():
             write_text_atomic(osp.join(work_dir, LAST_CHECKPOINT), osp.join(work_dir, filename))
 
-    def build_search(self) -> PromptSearch:
-        """The upper level of ``train_cfg.search.method``: :class:`PromptSearch`
-        (Optuna's sampler) or :class:`GradientSearch`."""
+    def build_search(self) -> BaseSolver:
+        """The upper level's solver, ``train_cfg.search.solver`` (a name in
+        :data:`bipa.registry.SOLVERS`)."""
         cfg = self.search_cfg
         prompt = self.detector.dense_prompt
         storage = cfg.storage or 'sqlite:///' + osp.join(
@@ -506,14 +412,21 @@ class BilevelLoop(IterBasedTrainLoop):
         return cfg.build(num_groups=prompt.num_groups, interval=prompt.search_interval,
                          storage=storage, on_trial=self._log_trial)
 
-    def build_objective(self) -> MaskObjective:
+    def build_objective(self, dataset: Optional[dict] = None,
+                        source: Optional[str] = None) -> MaskObjective:
+        """f (``train_cfg.search``) on D_val, or on ``dataset`` (a dataset
+        config, read with D_val's pipeline, e.g. the test split for a probe;
+        ``source`` names it in errors)."""
         cfg = self.search_cfg
-        loader = DataLoader(self.val_dataset, batch_size=cfg.batch_size, shuffle=False,
+        if dataset is not None:
+            dataset = DATASETS.build(dict(copy.deepcopy(dataset), pipeline=self.val_pipeline))
+        loader = DataLoader(self.val_dataset if dataset is None else dataset,
+                            batch_size=cfg.batch_size, shuffle=False,
                             num_workers=cfg.num_workers, collate_fn=pseudo_collate)
         wrapper = self.runner.optim_wrapper
         dtype = wrapper.cast_dtype if isinstance(wrapper, AmpOptimWrapper) else None
         return MaskObjective(self.runner.model, loader, cache=cfg.cache, autocast_dtype=dtype,
-                             source=self._search_source, objective=cfg.objective)
+                             source=source or self._search_source, objective=cfg.objective)
 
     def _run_search(self, round_idx: int, iteration: int) -> None:
         prompt = self.detector.dense_prompt

@@ -1,6 +1,6 @@
 """What the prompt search needs from Optuna beyond its public API, in one place.
 
-Finishing a trial that a killed process left RUNNING (``PromptSearch._recover``)
+Finishing a trial that a killed process left RUNNING (``BaseSolver._recover``)
 and recording why a trial failed work on the trial's stored record (a
 ``FrozenTrial``), which Optuna 3-5 give no public way to act on:
 

@@ -1,14 +1,19 @@
 """The upper-level objective f of BiPA: mask BCE on D_val as a function of rho."""
 import contextlib
 import copy
-from dataclasses import dataclass
+import io
+import logging
+from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmdet.models.losses.dice_loss import dice_loss
+from mmdet.registry import METRICS
 from mmdet.structures.bbox import get_box_tensor
+from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
+from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..models.mask_prompts import MaskPrompts
@@ -61,8 +66,11 @@ def bce_with_logits_sum(logits: Tensor, targets: Tensor) -> Tensor:
 
 #: f's choices (``train_cfg.search.objective``): the paper's mean pixel BCE;
 #: mean per-instance soft Dice loss (mmdet's naive Dice); their sum; mean
-#: per-instance soft-IoU loss
-OBJECTIVES = ('bce', 'bce+dice', 'dice', 'soft_iou')
+#: per-instance soft-IoU loss; 1 - COCO segm mAP with the true boxes as
+#: detections (what the oracle-box test measures)
+OBJECTIVES = ('bce', 'bce+dice', 'dice', 'soft_iou', 'segm_map')
+#: the f that have a gradient with respect to rho
+DIFFERENTIABLE = ('bce', 'bce+dice', 'dice', 'soft_iou')
 # additive smoothing of the soft Dice and IoU ratios, in pixels
 OVERLAP_EPS = 1.0
 
@@ -100,6 +108,10 @@ class CachedBatch:
     prompts: MaskPrompts  # decoder inputs of the GT boxes
     targets: Tensor  # bit-packed GT masks (pack_bits) at the padded input size
     size: Tuple[int, int]  # the padded input size
+    # per image: the GT boxes (input pixels) and labels, and the image's meta
+    # information (what the segm_map f scores masks with)
+    boxes: List[InstanceData] = field(default_factory=list)
+    metas: List[dict] = field(default_factory=list)
 
     @staticmethod
     def merge(batches: List['CachedBatch'], max_instances: int) -> List['CachedBatch']:
@@ -110,7 +122,9 @@ class CachedBatch:
         def flush():
             if group:
                 merged.append(CachedBatch(MaskPrompts.cat([b.prompts for b in group]),
-                                          torch.cat([b.targets for b in group]), group[0].size))
+                                          torch.cat([b.targets for b in group]), group[0].size,
+                                          [d for b in group for d in b.boxes],
+                                          [m for b in group for m in b.metas]))
                 group.clear()
 
         for batch in batches:
@@ -149,6 +163,12 @@ class MaskObjective:
     """f(w) = mean pixel BCE of BiPA's masks on D_val, for group weights w
     (``objective='bce'``, the paper's; or another of :data:`OBJECTIVES`).
 
+    ``objective='segm_map'`` is ``1 - segm mAP``: the masks of the true boxes
+    as detections (labels the GT's, scores SAM's IoU predictions, masks at
+    the original image size: :meth:`BiPA.box_detections`, as
+    ``test_cfg.oracle_boxes`` predicts them), scored by mmdet's CocoMetric
+    against D_val's annotation file on D_val's images. It has no gradient.
+
     The RoIs are the GT boxes (no proposals, no sampling), the model is in eval
     mode without gradients, and the caller's random generators are left
     untouched, so the same ``w`` always gives the same f. Masks go through the
@@ -175,10 +195,7 @@ class MaskObjective:
                  autocast_dtype: Optional[torch.dtype] = None,
                  chunk_instances: int = 128, source: str = 'D_val',
                  objective: str = 'bce') -> None:
-        if objective not in OBJECTIVES:
-            raise ConfigError(f'train_cfg.search.objective must be one of {OBJECTIVES}, '
-                              f'got {objective!r}')
-        self.objective = objective
+        self.objective = self._checked(objective)
         self.model = model.module if is_model_wrapper(model) else model
         self.dataloader = dataloader
         self.cache = cache
@@ -214,7 +231,10 @@ class MaskObjective:
             masks = [s.gt_instances.masks.to_tensor(torch.bool, inputs.device) for s in samples]
             masks = torch.cat([F.pad(m, (0, size[1] - m.shape[2], 0, size[0] - m.shape[1]))
                                for m in masks])
-            yield CachedBatch(model.mask_prompts(inputs, samples, boxes), pack_bits(masks), size)
+            yield CachedBatch(model.mask_prompts(inputs, samples, boxes), pack_bits(masks), size,
+                              [InstanceData(bboxes=b, labels=s.gt_instances.labels)
+                               for b, s in zip(boxes, samples)],
+                              [s.metainfo for s in samples])
 
     def prepare(self) -> None:
         """Compute what does not depend on rho (with ``cache=True``)."""
@@ -229,13 +249,17 @@ class MaskObjective:
     def free(self) -> None:
         self.batches = None
 
-    def using(self, objective: str) -> 'MaskObjective':
-        """The same D_val and cache (shared, not copied) scored by another f."""
+    @staticmethod
+    def _checked(objective: str) -> str:
         if objective not in OBJECTIVES:
             raise ConfigError(f'train_cfg.search.objective must be one of {OBJECTIVES}, '
                               f'got {objective!r}')
+        return objective
+
+    def using(self, objective: str) -> 'MaskObjective':
+        """The same D_val and cache (shared, not copied) scored by another f."""
         other = copy.copy(self)
-        other.objective = objective
+        other.objective = self._checked(objective)
         return other
 
     def __call__(self, weights: Sequence[float]) -> float:
@@ -251,6 +275,10 @@ class MaskObjective:
     def _evaluate(self, weights: Sequence[float],
                   with_grad: bool) -> Tuple[float, Optional[List[float]]]:
         self.prepare()
+        if self.objective not in DIFFERENTIABLE:
+            if with_grad:
+                raise ValueError(f'f={self.objective!r} has no gradient')
+            return 1.0 - self.segm_map(weights), None
         w = torch.tensor([float(v) for v in weights], dtype=torch.float64,
                          requires_grad=with_grad)
         sums: Dict[str, Tensor] = {}
@@ -279,3 +307,44 @@ class MaskObjective:
             return value, None
         grad = sum(g / (pixels if k == 'bce' else instances) for k, g in grads.items())
         return value, grad.tolist()
+
+    def segm_map(self, weights: Sequence[float]) -> float:
+        """COCO segm mAP (0-1) of the masks of the true boxes as detections,
+        under the group weights ``weights``; see the class docstring."""
+        self.prepare()
+        metric = self._coco_metric()
+        w = [float(v) for v in weights]
+        metric.results.clear()
+        with self._eval_context():
+            for batch in self.batches if self.cache else self._batches_of_dataset():
+                detections = self.model.box_detections(
+                    batch.prompts, [d.clone() for d in batch.boxes], batch.metas,
+                    group_weights=w)
+                metric.process({}, [dict(pred_instances=d, img_id=m['img_id'],
+                                         ori_shape=m['ori_shape'])
+                                    for d, m in zip(detections, batch.metas)])
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # CocoMetric's tables, at every trial
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' summary
+                result = metric.compute_metrics(metric.results)
+        finally:
+            logger.setLevel(level)
+            metric.results.clear()
+        return float(result['segm_mAP'])
+
+    def _coco_metric(self):
+        """mmdet's CocoMetric for D_val: its annotation file, its images."""
+        if getattr(self, '_metric', None) is None:
+            dataset = self.dataloader.dataset
+            ann_file = getattr(dataset, 'ann_file', None)
+            if not ann_file:
+                raise ConfigError(f"{self.source}: f='segm_map' needs D_val to be a dataset "
+                                  f'with a COCO annotation file (ann_file); '
+                                  f'{type(dataset).__name__} has none')
+            metric = METRICS.build(dict(type='CocoMetric', metric='segm', ann_file=ann_file))
+            metric.dataset_meta = dataset.metainfo
+            metric.img_ids = [dataset.get_data_info(i)['img_id'] for i in range(len(dataset))]
+            self._metric = metric
+        return self._metric

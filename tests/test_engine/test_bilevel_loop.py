@@ -12,7 +12,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from optuna.trial import TrialState
 
-from bipa.engine import BilevelLoop, PromptSearch
+from bipa.engine import BaseSolver, BilevelLoop
 from bipa.utils import ConfigError
 from tests.conftest import Killed
 from tests.test_engine.conftest import KillAt, RecordPrompt
@@ -98,8 +98,8 @@ def test_search_config_names_a_bad_key(loop_cfg, search, match):
 
 
 @pytest.mark.parametrize('search', [
-    dict(method='gradient', objective='soft_iou', optimizer=dict(lr=0.2)),
-    dict(sampler='cmaes', objective='bce+dice', sampler_kwargs=dict(popsize=4)),
+    dict(solver='gradient', objective='soft_iou', solver_kwargs=dict(lr=0.2)),
+    dict(solver='cmaes', objective='bce+dice', solver_kwargs=dict(popsize=4)),
 ])
 def test_the_solver_and_objective_come_from_the_config(loop_cfg, search, tmp_path, monkeypatch):
     """Both rounds run the configured solver on the configured f; the final rho
@@ -111,18 +111,18 @@ def test_the_solver_and_objective_come_from_the_config(loop_cfg, search, tmp_pat
     assert runner.train_loop.build_objective().objective == search['objective']
     best = [round2.best_trial.params[f'w{g:02d}'] for g in range(16)]
     assert runner.model.dense_prompt.get_group_weights().tolist() == pytest.approx(best)
-    if search.get('method') == 'gradient':
+    if search['solver'] == 'gradient':
         assert all(len(t.user_attrs['grad']) == 16 for t in round1.trials + round2.trials)
         # killed in the middle of round 2's descent, resumed: the same trials
         # (points, f, gradients) and the same final rho and weights
-        evaluate = PromptSearch._evaluate
+        evaluate = BaseSolver._evaluate
 
         def dying_evaluate(self, study, round_idx, number, objective):
             if round_idx == 2 and number == 5:
                 raise Killed
             return evaluate(self, study, round_idx, number, objective)
 
-        monkeypatch.setattr(PromptSearch, '_evaluate', dying_evaluate)
+        monkeypatch.setattr(BaseSolver, '_evaluate', dying_evaluate)
         with pytest.raises(Killed):
             run(loop_cfg(work_dir=tmp_path / 'killed', K_b=10, search=search))
         monkeypatch.undo()
@@ -146,6 +146,7 @@ def test_splits_are_logged_and_written(loop_cfg, tiny_data):
     cfg = loop_cfg(T=1, K_a=1, K_c=0)
     cfg.log_level = 'INFO'
     cfg.experiment_name = 'splits'  # a logger of its own, with its log file in log_dir
+    cfg.randomness = dict(seed=4)
     runner = Runner.from_cfg(cfg)
     runner.train()
     with open(osp.join(runner.log_dir, 'splits.json')) as f:
@@ -158,9 +159,11 @@ def test_splits_are_logged_and_written(loop_cfg, tiny_data):
     assert train['dataset']['part'] == 'train' and val['dataset']['part'] == 'holdout'
     assert train['dataset']['dataset']['ann_file'] == 'annotations/train.json'
     assert val['pipeline'][1]['type'] == 'LoadAnnotations'  # before Resize
+    assert splits['seeds'] == dict(run=4, holdout=0)
     log = ''.join(open(p).read() for p in glob.glob(osp.join(runner.log_dir, '*.log')))
     assert "D_tr: {'type': 'HoldoutSplit', 'part': 'train'" in log and '7 images' in log
     assert "D_val: {'type': 'HoldoutSplit', 'part': 'holdout'" in log and '3 images' in log
+    assert 'seeds: run=4, holdout=0' in log
 
 
 def test_epoch_units(loop_cfg):
@@ -182,7 +185,7 @@ def test_resume_mid_search_loses_and_repeats_no_trial(loop_cfg, tmp_path, monkey
     ref_weights = reference.model.dense_prompt.get_group_weights()
 
     calls = {'n': 0}
-    evaluate = PromptSearch._evaluate
+    evaluate = BaseSolver._evaluate
 
     def dying_evaluate(self, study, round_idx, number, objective):
         calls['n'] += 1
@@ -190,10 +193,10 @@ def test_resume_mid_search_loses_and_repeats_no_trial(loop_cfg, tmp_path, monkey
             raise Killed  # the trial was asked: it stays RUNNING in the storage
         return evaluate(self, study, round_idx, number, objective)
 
-    monkeypatch.setattr(PromptSearch, '_evaluate', dying_evaluate)
+    monkeypatch.setattr(BaseSolver, '_evaluate', dying_evaluate)
     with pytest.raises(Killed):
         run(loop_cfg(work_dir=tmp_path / 'killed'))
-    monkeypatch.setattr(PromptSearch, '_evaluate', evaluate)
+    monkeypatch.setattr(BaseSolver, '_evaluate', evaluate)
     interrupted = studies(str(tmp_path / 'killed'))['prompt_search-round1']
     assert [t.state for t in interrupted.trials] == [TrialState.COMPLETE, TrialState.RUNNING]
 

@@ -1,7 +1,7 @@
 """bipa.engine.optuna_compat on real studies (in memory and SQLite, as the
 search stores them): each private piece of Optuna it relies on still exists
 and behaves. A failure here means the installed Optuna changed one: fix
-optuna_compat, not PromptSearch."""
+optuna_compat, not the solvers."""
 import inspect
 
 import optuna

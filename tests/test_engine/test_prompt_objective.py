@@ -5,13 +5,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mmdet.registry import DATASETS, MODELS
+from mmdet.registry import DATASETS, METRICS, MODELS
 from mmengine.dataset import pseudo_collate
 from mmengine.runner import Runner
 from pycocotools import mask as mask_utils
 
-from bipa.engine import GradientSearch, MaskObjective
-from bipa.engine.prompt_objective import OBJECTIVES, unpack_bits
+from bipa.datasets import default_search_pipeline
+from bipa.engine import GradientSolver, MaskObjective
+from bipa.engine.prompt_objective import DIFFERENTIABLE, unpack_bits
 
 HOLDOUT = dict(count=4, seed=0)
 # mmdet's training order: annotations first, so that Resize scales them too
@@ -126,8 +127,8 @@ def test_gt_at_another_scale_is_refused(loop_cfg, mixed_size_data):
 
 
 def test_default_search_pipeline_loads_annotations_before_resizing(mixed_loop):
-    runner, loop = mixed_loop
-    types = [t['type'] for t in loop._default_search_pipeline(runner)]
+    runner, _ = mixed_loop
+    types = [t['type'] for t in default_search_pipeline(runner.cfg)]
     assert types.index('LoadAnnotations') < types.index('Resize')
     test_types = [t['type'] for t in runner.cfg.test_dataloader.dataset.pipeline]
     assert test_types.index('LoadAnnotations') > test_types.index('Resize')  # mmdet's order
@@ -156,7 +157,7 @@ def test_gt_at_another_scale_stops_the_run_at_the_first_search(loop_cfg, mixed_s
     assert runner.iter == 1
 
 
-@pytest.mark.parametrize('kind', OBJECTIVES)
+@pytest.mark.parametrize('kind', DIFFERENTIABLE)
 def test_every_objective_has_its_exact_gradient(mixed_loop, kind):
     """value_and_grad gives f (as the search scores it) and df/dw, checked by
     central differences, on D_val of mixed image sizes."""
@@ -194,14 +195,74 @@ def test_dice_objective_is_mmdets_dice_loss_per_instance(mixed_loop):
     assert both([1.0] * 16) == pytest.approx(bce([1.0] * 16) + float(expected.mean()), rel=1e-5)
 
 
-@pytest.mark.parametrize('kind', OBJECTIVES)
+@pytest.mark.parametrize('kind', DIFFERENTIABLE)
 def test_the_gradient_search_moves_rho_for_every_objective(mixed_loop, kind, tmp_path):
     """The identity is not a stationary point of f: a few projected Adam steps
     from it lower every objective."""
     runner, loop = mixed_loop
     objective = MaskObjective(runner.model, loop.build_objective().dataloader, objective=kind)
-    search = GradientSearch(storage=f'sqlite:///{tmp_path}/s.db', study_name='t',
-                            num_groups=16, interval=(0.5, 2.0), optimizer=dict(lr=0.05))
+    search = GradientSolver(storage=f'sqlite:///{tmp_path}/s.db', study_name='t',
+                            num_groups=16, interval=(0.5, 2.0), lr=0.05)
     identity = [1.0] * 16
     best, value = search.run_round(1, 4, objective, warm_start=[identity])
     assert best != identity and value < objective(identity)
+
+
+def oracle_box_segm_map(runner, loop, weights) -> float:
+    """COCO segm mAP (0-1) of the detector's own oracle-box test
+    (``test_cfg.oracle_boxes``, the test pipeline: GT in original pixels) on
+    D_val's images, scored by mmdet's CocoMetric, at group weights ``weights``."""
+    import copy
+
+    from mmengine.evaluator import Evaluator
+    cfg = copy.deepcopy(loop.val_dataset_cfg)
+    cfg['dataset']['pipeline'] = copy.deepcopy(runner.cfg.test_dataloader.dataset.pipeline)
+    dataset = DATASETS.build(cfg)
+    metric = METRICS.build(dict(type='CocoMetric', metric='segm', ann_file=dataset.ann_file))
+    evaluator = Evaluator([metric])
+    evaluator.dataset_meta = dataset.metainfo
+    model = runner.model
+    model.dense_prompt.set_group_weights(weights)
+    model.test_cfg['oracle_boxes'] = True
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(dataset), 3):  # batches of several image sizes
+            data = pseudo_collate([dataset[i] for i in range(start, min(start + 3,
+                                                                       len(dataset)))])
+            evaluator.process(data_samples=model.test_step(data), data_batch=data)
+    metric.img_ids = [dataset.get_data_info(i)['img_id'] for i in range(len(dataset))]
+    return float(evaluator.evaluate(len(dataset))['coco/segm_mAP'])
+
+
+@pytest.fixture
+def sam_loop(loop_cfg, mixed_size_data):
+    """:func:`mixed_loop` with the shipped tiny SAM: box-prompted masks that
+    score well above 0 mAP."""
+    from tests.conftest import ROOT
+    cfg = loop_cfg()
+    cfg.train_dataloader.dataset.data_root = str(mixed_size_data) + '/'
+    cfg.train_cfg.holdout = HOLDOUT
+    cfg.train_cfg.search.batch_size = 3
+    cfg.model.data_preprocessor.pad_size_divisor = 64
+    cfg.model.sam_checkpoint = str(ROOT / 'checkpoints' / 'sam_vit-tiny_inair.pth')
+    runner = Runner.from_cfg(cfg)
+    runner._train_loop = runner.build_train_loop(runner._train_loop)
+    runner.model.init_weights()
+    return runner, runner.train_loop
+
+
+def test_segm_map_f_is_coco_segm_map_of_the_oracle_box_test(sam_loop):
+    """f='segm_map' is 1 - what CocoMetric gives the detector's oracle-box
+    test on D_val (resized, non-square images of two sizes, batches of both),
+    at the identity and elsewhere; it has no gradient."""
+    runner, loop = sam_loop
+    objective = loop.build_objective().using('segm_map')
+    values = []
+    for weights in ([1.0] * 16, [1.0 + 0.1 * g for g in range(16)]):
+        f = objective(weights)
+        expected = oracle_box_segm_map(runner, loop, weights)
+        values.append(expected)
+        assert f == pytest.approx(1 - expected, abs=1e-9)
+    assert values[0] > 0 and values[0] != values[1]  # mAPs that tell the two apart
+    with pytest.raises(ValueError, match="f='segm_map' has no gradient"):
+        objective.value_and_grad([1.0] * 16)

@@ -9,9 +9,9 @@ import torch
 from mmengine.runner import Runner
 from optuna.trial import TrialState
 
-from bipa.datasets import holdout_image_ids
-from bipa.engine import GradientSearch, MaskObjective, PromptSearch
-from bipa.engine.prompt_search import fail_reasons
+from bipa.engine import BaseSolver, MaskObjective
+from bipa.engine.solvers import fail_reasons
+from bipa.registry import SOLVERS as REGISTRY
 
 
 @pytest.fixture
@@ -56,26 +56,14 @@ def test_dval_is_held_out_of_train_and_never_the_test_split(objective_parts, tin
     assert all('/train/' in p for p in paths)
 
 
-def test_holdout_is_deterministic():
-    ids = list(range(100, 200))
-    assert holdout_image_ids(ids, fraction=0.1, seed=3) == holdout_image_ids(
-        list(reversed(ids)), fraction=0.1, seed=3)
-    assert len(holdout_image_ids(ids, count=7, seed=0)) == 7
-    assert holdout_image_ids(ids, count=7, seed=0) != holdout_image_ids(ids, count=7, seed=1)
-    with pytest.raises(ValueError, match='exactly one of fraction or count'):
-        holdout_image_ids(ids, fraction=0.1, count=3)
-    with pytest.raises(ValueError, match='cannot hold out 100 of 100'):
-        holdout_image_ids(ids, count=100)
-
-
-def make_search(tmp_path, **kwargs):
-    return PromptSearch(storage=f'sqlite:///{tmp_path}/s.db', study_name='t', num_groups=2,
-                        interval=(1.0, 3.0), **kwargs)
+def make_search(tmp_path, solver='tpe', **kwargs):
+    return REGISTRY.get(solver)(storage=f'sqlite:///{tmp_path}/s.db', study_name='t',
+                                num_groups=2, interval=(1.0, 3.0), **kwargs)
 
 
 @pytest.mark.parametrize('sampler', ['tpe', 'gp'])
 def test_search_minimises_a_known_function(tmp_path, sampler):
-    search = make_search(tmp_path, sampler=sampler)
+    search = make_search(tmp_path, sampler)
     target = np.array([2.5, 1.5])
     best, value = search.run_round(1, 12, lambda w: float(np.square(np.array(w) - target).sum()),
                                    warm_start=[[1.0, 1.0]])
@@ -119,7 +107,7 @@ def test_fail_reasons_of_a_storage_written_before_they_were_trial_attrs(tmp_path
         study.tell(number, state=TrialState.FAIL)
     assert fail_reasons(study) == {1: 'interrupted while its parameters were written',
                                    2: 'ValueError: bad'}
-    assert PromptSearch._interrupted(study) == {1}
+    assert BaseSolver._interrupted(study) == {1}
 
 
 def test_all_trials_failing_stops_the_run(tmp_path):
@@ -131,35 +119,34 @@ def test_all_trials_failing_stops_the_run(tmp_path):
 
 
 def test_bad_search_settings(tmp_path):
-    with pytest.raises(ValueError, match='sampler must be one of'):
-        make_search(tmp_path, sampler='nsga')
+    assert REGISTRY.get('nsga') is None
     with pytest.raises(ValueError, match='needs low < high'):
-        PromptSearch(storage='sqlite://', study_name='t', num_groups=2, interval=(3, 1))
-    with pytest.raises(ValueError, match=r'sampler_kwargs.n_startup: not a keyword of '
+        REGISTRY.get('tpe')(storage='sqlite://', study_name='t', num_groups=2, interval=(3, 1))
+    with pytest.raises(ValueError, match=r'solver_kwargs.n_startup: not a keyword of '
                                          r'TPESampler here; it takes .*n_startup_trials'):
-        make_search(tmp_path, sampler_kwargs=dict(n_startup=4))
-    with pytest.raises(ValueError, match='sampler_kwargs.seed: not a keyword'):
-        make_search(tmp_path, sampler='random', sampler_kwargs=dict(seed=3))
-    with pytest.raises(ValueError, match='sampler_kwargs.source_trials: not a keyword'):
-        make_search(tmp_path, sampler='cmaes', sampler_kwargs=dict(source_trials=[]))
-    with pytest.raises(ValueError, match=r'sampler_kwargs.n_startup_trials must be a '
+        make_search(tmp_path, n_startup=4)
+    with pytest.raises(ValueError, match='solver_kwargs.seed: not a keyword'):
+        REGISTRY.get('random').check_settings(dict(seed=3))  # the seed is BiPA's
+    with pytest.raises(ValueError, match='solver_kwargs.source_trials: not a keyword'):
+        make_search(tmp_path, 'cmaes', source_trials=[])
+    with pytest.raises(ValueError, match=r'solver_kwargs.n_startup_trials must be a '
                                          r'non-negative integer, got -1'):
-        make_search(tmp_path, sampler='gp', sampler_kwargs=dict(n_startup_trials=-1))
-    with pytest.raises(ValueError, match=r'sampler_kwargs.popsize must be an integer >= 4'):
-        make_search(tmp_path, sampler='cmaes', sampler_kwargs=dict(popsize=3))
-    with pytest.raises(ValueError, match=r'search.optimizer.momentum: unknown key'):
-        GradientSearch(storage='sqlite://', study_name='t', num_groups=2, interval=(1, 3),
-                       optimizer=dict(momentum=0.9))
-    with pytest.raises(ValueError, match=r'search.optimizer.lr must be a positive number'):
-        GradientSearch(storage='sqlite://', study_name='t', num_groups=2, interval=(1, 3),
-                       optimizer=dict(lr=0))
+        make_search(tmp_path, 'gp', n_startup_trials=-1)
+    with pytest.raises(ValueError, match=r'solver_kwargs.popsize must be an integer >= 4'):
+        make_search(tmp_path, 'cmaes', popsize=3)
+    with pytest.raises(ValueError, match=r'search.solver_kwargs.momentum: unknown key'):
+        make_search(tmp_path, 'gradient', momentum=0.9)
+    with pytest.raises(ValueError, match=r'search.solver_kwargs.lr must be a positive number'):
+        make_search(tmp_path, 'gradient', lr=0)
+    with pytest.raises(ValueError, match=r'solver_kwargs.lr: BaseSolver takes no keyword'):
+        BaseSolver.check_settings(dict(lr=1))
 
 
 def test_sampler_kwargs_reach_the_sampler(tmp_path):
-    search = make_search(tmp_path, sampler_kwargs=dict(n_startup_trials=3, multivariate=False))
-    sampler = search._make_sampler(1, 0)
+    search = make_search(tmp_path, n_startup_trials=3, multivariate=False)
+    sampler = search.sampler(1, 0)
     assert sampler._n_startup_trials == 3 and not sampler._multivariate
-    assert make_search(tmp_path)._make_sampler(1, 0)._multivariate  # BiPA's default
+    assert make_search(tmp_path).sampler(1, 0)._multivariate  # BiPA's default
 
 
 class Quadratic:
@@ -176,12 +163,11 @@ class Quadratic:
 
 
 def solver_at(path, solver, groups, **kwargs):
-    """A search of ``solver``: a sampler name, or 'gradient'."""
-    common = dict(storage=f'sqlite:///{path}', study_name='t', num_groups=groups,
-                  interval=(1.0, 3.0), **kwargs)
+    """A solver registered as ``solver`` (the gradient one with lr 0.3)."""
     if solver == 'gradient':
-        return GradientSearch(optimizer=dict(lr=0.3), **common)
-    return PromptSearch(sampler=solver, **common)
+        kwargs.setdefault('lr', 0.3)
+    return REGISTRY.get(solver)(storage=f'sqlite:///{path}', study_name='t', num_groups=groups,
+                                interval=(1.0, 3.0), **kwargs)
 
 
 SOLVERS = ['tpe', 'gp', 'cmaes', 'random', 'gradient']
@@ -284,7 +270,7 @@ def at_trial(number):
 def nth_param_of_trial(number, k):
     """``when`` for Trial._suggest: the (k+1)-th parameter of trial ``number``."""
     def when(trial, name, distribution):
-        return trial.number == number and name == PromptSearch.param(k)
+        return trial.number == number and name == BaseSolver.param(k)
     return when
 
 

@@ -1,4 +1,4 @@
-"""tools/analysis/search_report.py on a search that PromptSearch ran with a
+"""tools/analysis/search_report.py on a search that the TPE solver ran with a
 cheap objective, in the SQLite layout a training run leaves."""
 import re
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from optuna.trial import TrialState
 
-from bipa.engine import PromptSearch
+from bipa.engine.solvers import TPESolver
 from tests.conftest import load_tool
 
 GROUPS = 4
@@ -33,8 +33,8 @@ def search(tmp_path_factory):
         return sphere(weights)
 
     def at(prefix):
-        return PromptSearch(storage=f'sqlite:///{db}', study_name=prefix, num_groups=GROUPS,
-                            interval=(1.0, 3.0), seed=0)
+        return TPESolver(storage=f'sqlite:///{db}', study_name=prefix, num_groups=GROUPS,
+                         interval=(1.0, 3.0), seed=0)
     search = at('prompt_search')
     best, _ = search.run_round(1, 4, objective, warm_start=[[1.0] * GROUPS])
     search.run_round(2, 3, objective, warm_start=[best, [1.0] * GROUPS])

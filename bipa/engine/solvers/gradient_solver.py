@@ -4,32 +4,12 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from ..utils import ConfigError
-from .prompt_search import FINISHED, PromptSearch
+from ...registry import SOLVERS
+from ...utils import ConfigError
+from .base_solver import FINISHED, BaseSolver
 
 #: the user attribute holding df/dw of a trial's point
 GRAD = 'grad'
-
-
-def check_optimizer(cfg: dict) -> dict:
-    """``train_cfg.search.optimizer``: Adam's ``lr`` (in group-weight units),
-    ``betas`` and ``eps``."""
-    out = dict(lr=0.1, betas=(0.9, 0.999), eps=1e-8)
-    unknown = sorted(set(cfg) - set(out))
-    if unknown:
-        raise ConfigError(f'train_cfg.search.optimizer.{unknown[0]}: unknown key; the '
-                          f'gradient search takes {", ".join(out)}')
-    out.update(cfg)
-    lr, betas, eps = out['lr'], out['betas'], out['eps']
-    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
-        raise ConfigError(f'train_cfg.search.optimizer.lr must be a positive number, got {lr!r}')
-    if not (isinstance(betas, (list, tuple)) and len(betas) == 2
-            and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
-        raise ConfigError('train_cfg.search.optimizer.betas must be two numbers in [0, 1), '
-                          f'got {betas!r}')
-    if not (isinstance(eps, (int, float)) and eps > 0):
-        raise ConfigError(f'train_cfg.search.optimizer.eps must be a positive number, got {eps!r}')
-    return dict(lr=float(lr), betas=tuple(float(b) for b in betas), eps=float(eps))
 
 
 class _ProjectedAdam:
@@ -53,7 +33,8 @@ class _ProjectedAdam:
         return np.clip(x - self.lr * m_hat / (np.sqrt(v_hat) + self.eps), self.low, self.high)
 
 
-class GradientSearch(PromptSearch):
+@SOLVERS.register_module(name='gradient')
+class GradientSolver(BaseSolver):
     """The upper level by gradient: with w fixed, f depends on rho only through
     the frozen decoder, so ``objective.value_and_grad`` gives df/dw exactly
     (:meth:`MaskObjective.value_and_grad`).
@@ -65,21 +46,46 @@ class GradientSearch(PromptSearch):
     point is an Optuna trial of the round's study (its gradient in the user
     attribute ``grad``), so the budget is ``K_b`` evaluations of f (each with a
     backward pass through the decoder), the storage and its failed-trial
-    handling are :class:`PromptSearch`'s, and the trajectory is replayed from
-    the study's trials: a run killed at any point resumes to the same trials.
+    handling are :class:`BaseSolver`'s, and the trajectory is replayed from
+    the study's trials (:meth:`next_point`): a run killed at any point resumes
+    to the same trials.
 
     Args:
-        optimizer: ``lr`` (in group-weight units; default 0.1), ``betas``
-            (0.9, 0.999) and ``eps`` (1e-8) of Adam.
-        The others: :class:`PromptSearch`'s.
+        lr: Adam's step size, in group-weight units (default 0.1).
+        betas: Adam's (0.9, 0.999).
+        eps: Adam's (1e-8).
+        The others: :class:`BaseSolver`'s.
     """
 
-    def __init__(self, *, storage: str, study_name: str, num_groups: int,
-                 interval: Sequence[float], optimizer: Optional[dict] = None, seed: int = 0,
-                 on_trial: Optional[Callable] = None) -> None:
+    needs_gradient = True
+    explores = 'local'
+
+    def __init__(self, *, storage, study_name: str, num_groups: int,
+                 interval: Sequence[float], seed: int = 0,
+                 on_trial: Optional[Callable] = None, **adam) -> None:
         super().__init__(storage=storage, study_name=study_name, num_groups=num_groups,
-                         interval=interval, sampler='random', seed=seed, on_trial=on_trial)
-        self.optimizer = check_optimizer(optimizer or {})
+                         interval=interval, seed=seed, on_trial=on_trial)
+        self.optimizer = self.check_settings(adam)
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> dict:
+        """Adam's ``lr`` (in group-weight units), ``betas`` and ``eps``."""
+        out = dict(lr=0.1, betas=(0.9, 0.999), eps=1e-8)
+        unknown = sorted(set(settings) - set(out))
+        if unknown:
+            raise ConfigError(f'train_cfg.search.solver_kwargs.{unknown[0]}: unknown key; the '
+                              f'gradient solver takes {", ".join(out)}')
+        out.update(settings)
+        lr, betas, eps = out['lr'], out['betas'], out['eps']
+        key = 'train_cfg.search.solver_kwargs'
+        if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
+            raise ConfigError(f'{key}.lr must be a positive number, got {lr!r}')
+        if not (isinstance(betas, (list, tuple)) and len(betas) == 2
+                and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
+            raise ConfigError(f'{key}.betas must be two numbers in [0, 1), got {betas!r}')
+        if not (isinstance(eps, (int, float)) and eps > 0):
+            raise ConfigError(f'{key}.eps must be a positive number, got {eps!r}')
+        return dict(lr=float(lr), betas=tuple(float(b) for b in betas), eps=float(eps))
 
     def _score(self, objective: Callable, weights: List[float]) -> Tuple[float, dict]:
         value, grad = objective.value_and_grad(weights)
@@ -121,17 +127,10 @@ class GradientSearch(PromptSearch):
                 adam.restart(adam.lr / 2)
         return adam.step(x, grad).tolist()
 
-    def run_round(self, round_idx: int, num_trials: int, objective: Callable,
-                  warm_start: Sequence[Sequence[float]] = ()) -> Tuple[List[float], float]:
-        """Run (or finish) round ``round_idx`` to ``num_trials`` evaluations;
-        return the best weights and their f."""
+    def _start_round(self, round_idx: int, warm_start) -> None:
         if not warm_start:
             raise ValueError('the gradient search starts from its warm-start points: give one '
                              'at least (the loop gives the previous best and the identity)')
-        if not callable(getattr(objective, 'value_and_grad', None)):
-            raise TypeError("train_cfg.search.method='gradient' needs an objective with "
-                            'value_and_grad (MaskObjective)')
-        return super().run_round(round_idx, num_trials, objective, warm_start)
 
     def _before_ask(self, study, round_idx: int, trials: list,
                     warm_start: Sequence[Sequence[float]]) -> None:
