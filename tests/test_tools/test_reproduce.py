@@ -1,6 +1,7 @@
 """tools/analysis/reproduce.py: a tiny sweep (2 rows x 2 seeds) trained,
 tested, aggregated; a second call skips the finished runs."""
 import json
+import os.path as osp
 
 import numpy as np
 
@@ -56,13 +57,46 @@ def test_search_rows_are_valid_train_cfgs():
     from bipa.engine import BilevelConfig
     reproduce = load_tool('analysis/reproduce')
     rows = [r for r, (table, _, _) in reproduce.ROWS.items() if table == 'search']
-    assert len(rows) == 39 and 'search_gradient_soft_iou_B0.5-2' in rows
+    # every registered solver x every f it can use, at two intervals, but TPE/BCE at [1, 3]
+    # (tests may register solvers of their own)
+    from bipa.engine.prompt_objective import DIFFERENTIABLE, OBJECTIVES
+    from bipa.registry import SOLVERS
+    pairs = sum(len(DIFFERENTIABLE if SOLVERS.get(s).needs_gradient else OBJECTIVES)
+                for s in SOLVERS.module_dict)
+    assert len(rows) == 2 * pairs - 1 and 'search_gradient_soft_iou_B0.5-2' in rows
+    assert 'search_gp_segm_map' in rows and 'search_gradient_segm_map' not in rows
     for row in rows:
         options = reproduce.job_options(row, 3, None)
         search = {k.split('.')[-1]: v for k, v in options.items()
                   if k.startswith('train_cfg.search.')}
         cfg = BilevelConfig.from_cfg(dict(search=search))
-        assert row.startswith(f'search_{cfg.search.method if cfg.search.method == "gradient" else cfg.search.sampler}_{cfg.search.objective}')  # noqa: E501
+        assert row.startswith(f'search_{cfg.search.solver}_{cfg.search.objective}')
         assert cfg.search.seed == 3
     with pytest.raises(SystemExit):
         reproduce.parse_args(['--tables', 'search'])
+
+
+def test_holdout_seed_follows_the_run_seed_unless_the_user_sets_it():
+    """Each seed validates on its own D_val; ``--cfg-options
+    train_cfg.holdout.seed=0`` keeps one for all; with val_split none is set."""
+    from mmengine.config import Config
+    reproduce = load_tool('analysis/reproduce')
+    config = reproduce.DEFAULT_CONFIG
+
+    def merged(options):
+        cfg = Config.fromfile(config)
+        cfg.merge_from_dict(options)
+        return cfg.train_cfg.holdout
+
+    for seed in (1, 2):
+        options = reproduce.job_options('bilevel', seed, None, config)
+        assert options['train_cfg.holdout.seed'] == options['randomness.seed'] == seed
+        assert merged(options) == dict(fraction=0.1, seed=seed)
+    user = reproduce.parse_args(['--cfg-options', 'train_cfg.holdout.seed=0']).cfg_options
+    options = reproduce.job_options('bilevel', 2, user, config)
+    assert options['train_cfg.holdout.seed'] == 0 and options['randomness.seed'] == 2
+    assert merged(options) == dict(fraction=0.1, seed=0)
+    val_split = {'train_cfg.holdout': None, 'train_cfg.val_split': 'val_dataloader'}
+    assert 'train_cfg.holdout.seed' not in reproduce.job_options('bilevel', 2, val_split, config)
+    usis10k = osp.join(reproduce.ROOT, 'configs', 'bipa_usis10k.py')  # D_val: its val split
+    assert 'train_cfg.holdout.seed' not in reproduce.job_options('bilevel', 2, None, usis10k)

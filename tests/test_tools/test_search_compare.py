@@ -6,6 +6,7 @@ import json
 import torch
 from mmengine.runner import Runner
 
+from bipa.datasets.synthetic import generate_synthetic_dataset
 from tests.conftest import load_tool
 
 
@@ -21,12 +22,17 @@ def test_solvers_and_objectives_on_one_checkpoint(e2e_data, tmp_path, capsys):
     torch.save(dict(state_dict=runner.model.state_dict()), checkpoint)
 
     work = tmp_path / 'compare'
+    fresh = tmp_path / 'fresh'  # other scenes, 96x64 (W x H)
+    generate_synthetic_dataset(fresh, splits=dict(test=3), image_size=(64, 96), seed=5,
+                               progress=False)
     argv = [e2e_data['config'], str(checkpoint), '--solvers', 'tpe', 'random', 'gradient',
-            '--objectives', 'bce', 'dice', '--budget', '3', '--corr-points', '5',
-            '--work-dir', str(work)]
+            '--objectives', 'bce', 'dice', 'segm_map', '--budget', '3', '--corr-points', '5',
+            '--test', '--fresh', str(fresh), '--work-dir', str(work)]
     out, = compare.main(argv)
+    # the gradient solver skips segm_map, which has no gradient
     assert out['name'] == 'run_iter_4' and set(out['runs']) == {
-        f'{s}|{o}' for s in ('tpe', 'random', 'gradient') for o in ('bce', 'dice')}
+        f'{s}|{o}' for s in ('tpe', 'random', 'gradient') for o in ('bce', 'dice', 'segm_map')
+    } - {'gradient|segm_map'}
     for run in out['runs'].values():
         ratio = run['ratio']
         assert len(ratio) == 3 and ratio[0] == 1.0  # the identity is evaluated first
@@ -40,10 +46,26 @@ def test_solvers_and_objectives_on_one_checkpoint(e2e_data, tmp_path, capsys):
     for corr in (glob, local):
         assert all(v is None or -1.0 <= v <= 1.0 for v in corr['spearman'].values())
     assert glob['segm'][0] == local['segm'][0] == out['segm_identity']  # the identity first
+    # the probe: every run's rho and the identity on the test split (true and
+    # predicted boxes) and the fresh scenes; equal points share their values
+    transfer = out['transfer']
+    assert set(transfer) == {'test', 'fresh', 'test_predicted'}
+    for split, points in transfer.items():
+        assert set(points) == {'identity', *out['runs']}
+        for key, point in points.items():
+            assert 0.0 <= point['segm'] <= 100.0
+            if split != 'test_predicted':
+                assert set(point['f']) == {'bce', 'dice'}
+            best = out['runs'].get(key, {}).get('best')
+            if best == [1.0] * 16:
+                assert point == points['identity']
+    assert transfer['fresh']['identity']['f'] != transfer['test']['identity']['f']
     saved = json.loads((work / 'run_iter_4.json').read_text())
     assert saved['runs']['tpe|dice']['best_f'] == out['runs']['tpe|dice']['best_f']
     table = (work / 'results.md').read_text()
     assert '| gradient | dice |' in table and '| bce |' in table
+    assert '| solver | objective | moved | D_val segm | D_val f | test segm | test f | ' \
+           'fresh segm | fresh f | test_predicted segm |' in table
     assert (work / 'results.png').stat().st_size > 0
     capsys.readouterr()
     again, = compare.main(argv)  # the finished checkpoint is read back, not rerun

@@ -11,8 +11,12 @@ underwater data. A run is ``<work-dir>/<row>/seed<k>/``; its
 ``result.json`` (COCO metrics of the test split, wall time and, for bilevel
 runs, f at the identity prompt, the best f and the rho found per search
 round) marks it finished, so a restarted command skips it; an interrupted run
-resumes from its last checkpoint. Runs go in parallel processes, one torch
-thread each, up to ``--jobs`` (default: the CPU count, 1 on a GPU). The table
+resumes from its last checkpoint. The seed ``k`` seeds the run, its search
+and, where the config holds D_val out of the training set
+(``train_cfg.holdout``, not ``val_split``), the holdout: each seed validates
+on its own D_val (``--cfg-options train_cfg.holdout.seed=0`` keeps one D_val
+for every seed). Runs go in parallel processes, one torch thread each, up to
+``--jobs`` (default: the CPU count, 1 on a GPU). The table
 (``results.md``: mean +- std over seeds of segm/bbox mAP x 100, the paper's
 number beside it, and the segm mAP of the same checkpoint given the true
 boxes as detections: the mask branch alone) and a plot (``results.png``) are written at the end.
@@ -27,6 +31,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Dict, List, Optional
 
 import numpy as np
+
+from bipa.engine.prompt_objective import DIFFERENTIABLE, OBJECTIVES
+from bipa.registry import SOLVERS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'bipa_demo_synthetic.py')
@@ -53,15 +60,14 @@ ROWS: Dict[str, tuple] = {
     'authors_generator': ('mask', {f'{HEAD}.prompt_generator.arch': 'authors'}, None),
 }
 # the upper level (ours, beyond the paper; tools/analysis/search_compare.py
-# chooses among them): search_<solver>_<objective>[_B0.5-2]; the paper's
+# chooses among them): search_<solver>_<objective>[_B0.5-2] for every solver
+# registered in bipa.registry.SOLVERS and every f it can use; the paper's
 # solver and f (TPE, BCE) are the bilevel row
-SEARCH_SOLVERS = {'tpe': {}, 'gp': {}, 'cmaes': {}, 'random': {},
-                  'gradient': {'train_cfg.search.method': 'gradient'}}
-for _solver, _method in SEARCH_SOLVERS.items():
-    for _objective in ('bce', 'bce+dice', 'dice', 'soft_iou'):
-        _options = dict(_method, **{'train_cfg.search.objective': _objective})
-        if not _method:
-            _options['train_cfg.search.sampler'] = _solver
+for _solver in SOLVERS.module_dict:
+    for _objective in OBJECTIVES:
+        if SOLVERS.get(_solver).needs_gradient and _objective not in DIFFERENTIABLE:
+            continue
+        _options = {'train_cfg.search.solver': _solver, 'train_cfg.search.objective': _objective}
         _name = f'search_{_solver}_{_objective}'
         if _name != 'search_tpe_bce':
             ROWS[_name] = ('search', _options, None)
@@ -97,11 +103,28 @@ def run_dir(work_dir: str, row: str, seed: int) -> str:
     return osp.join(work_dir, row, f'seed{seed}')
 
 
-def job_options(row: str, seed: int, cfg_options: Optional[dict]) -> dict:
+def job_options(row: str, seed: int, cfg_options: Optional[dict],
+                config: Optional[str] = None) -> dict:
+    """One run's overrides: the user's ``cfg_options``, the row's over them,
+    the seed of the run and of its search and, where ``config`` with those
+    overrides holds D_val out of the training set, of the holdout
+    (``train_cfg.holdout.seed``), unless the user sets that."""
     options = dict(cfg_options or {})
     options.update(ROWS[row][1] if row in ROWS else {})
     options.update({'randomness.seed': seed, 'train_cfg.search.seed': seed})
+    if config is not None and _holds_out(config, options):
+        options = {'train_cfg.holdout.seed': seed, **options}  # the user's value wins
     return options
+
+
+def _holds_out(config: str, options: dict) -> bool:
+    """Whether ``config`` with ``options`` holds D_val out of the training
+    set (``train_cfg.holdout``; not with ``train_cfg.val_split``)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(options)
+    train_cfg = cfg.get('train_cfg') or {}
+    return isinstance(train_cfg.get('holdout'), dict) and train_cfg.get('val_split') is None
 
 
 def run_job(config: str, work_dir: str, row: str, seed: int, data_root: Optional[str],
@@ -127,7 +150,7 @@ def _train_and_test(config, out_dir, row, seed, data_root, cfg_options, threads)
         torch.set_num_threads(threads)
     start = time.time()
     runner = build_runner(config, work_dir=out_dir, data_root=data_root, resume=True,
-                          cfg_options=job_options(row, seed, cfg_options))
+                          cfg_options=job_options(row, seed, cfg_options, config))
     runner.train()
     metrics = {k: float(v) for k, v in runner.test().items() if k.startswith('coco/')}
     note = ''

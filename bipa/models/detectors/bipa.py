@@ -5,7 +5,7 @@ from mmdet.models.detectors import TwoStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox2roi, get_box_tensor, scale_boxes
-from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmdet.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
 from mmengine.logging import MessageHub
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -104,16 +104,11 @@ class BiPA(TwoStageDetector):
                                  'test pipeline must load the annotations (LoadAnnotations)')
             boxes = scale_boxes(get_box_tensor(gt.bboxes).float(), sample.metainfo['scale_factor'])
             detections.append(InstanceData(bboxes=boxes, labels=gt.labels))
-        head = self.roi_head.mask_head
         prompts = self.mask_prompts(batch_inputs, batch_data_samples,
                                     [d.bboxes for d in detections])
-        masks, iou = head.decode(prompts, with_iou=True)
-        sizes = [len(d) for d in detections]
-        for d, score in zip(detections, iou.split(sizes)):
-            d.scores = score.float().clamp(0, 1)
-        detections = head.predict_by_feat(masks.split(sizes), detections,
-                                          [s.metainfo for s in batch_data_samples],
-                                          self.test_cfg.rcnn, rescale=rescale)
+        detections = self.box_detections(prompts, detections,
+                                         [s.metainfo for s in batch_data_samples],
+                                         rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, detections)
 
     # --- the mask branch, shared by training, inference and the prompt search --
@@ -135,6 +130,24 @@ class BiPA(TwoStageDetector):
         head = self.roi_head.mask_head
         rho = None if group_weights is None else head.dense_prompt.prompt_for(group_weights)
         return head.upsample(head.decode(prompts, dense_prompt=rho), size)
+
+    def box_detections(self, prompts: MaskPrompts, detections: InstanceList,
+                       batch_img_metas: List[dict], *, rescale: bool = True,
+                       group_weights: Optional[Sequence[float]] = None) -> InstanceList:
+        """Given boxes as detections: per image an ``InstanceData`` with
+        ``bboxes`` (input pixels) and ``labels``, and ``prompts`` decoding them
+        in that order, add ``scores`` (SAM's IoU prediction of each mask) and
+        binary ``masks`` at the input (``rescale``: original) size, under the
+        dense prompt of ``group_weights`` (default: the current rho). The
+        oracle-box test and the search's ``segm_map`` f both score these."""
+        head = self.roi_head.mask_head
+        rho = None if group_weights is None else head.dense_prompt.prompt_for(group_weights)
+        masks, iou = head.decode(prompts, dense_prompt=rho, with_iou=True)
+        sizes = [len(d) for d in detections]
+        for d, score in zip(detections, iou.split(sizes)):
+            d.scores = score.float().clamp(0, 1)
+        return head.predict_by_feat(masks.split(sizes), detections, batch_img_metas,
+                                    self.test_cfg.rcnn, rescale=rescale)
 
     def extract_feat(self, batch_inputs: Tensor) -> PromptedFeatures:
         image_embeddings, hidden_states = self.backbone(batch_inputs)
