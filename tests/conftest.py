@@ -31,6 +31,19 @@ DEMO_CFG = ROOT / 'configs' / 'bipa_demo_synthetic.py'
 register_all_modules(init_default_scope=True)
 
 
+def init_checkpoint(cfg: Config, tmp_path: Path) -> Path:
+    """``tmp_path/run/iter_4.pth``: the initial weights of ``cfg``'s model
+    (built in ``tmp_path/build``), e.g. a checkpoint for the analysis tools."""
+    from mmengine.runner import Runner
+    cfg.work_dir = str(tmp_path / 'build')
+    runner = Runner.from_cfg(cfg)
+    runner.model.init_weights()
+    (tmp_path / 'run').mkdir()
+    checkpoint = tmp_path / 'run' / 'iter_4.pth'
+    torch.save(dict(state_dict=runner.model.state_dict()), checkpoint)
+    return checkpoint
+
+
 def load_tool(path: str):
     """A script under ``tools/`` (``'analysis/benchmark'``) as a module:
     tools/ is not a package, tests call the scripts' functions in-process."""

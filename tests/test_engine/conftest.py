@@ -2,10 +2,12 @@ import json
 import shutil
 
 import pytest
+import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from bipa.datasets.synthetic import generate_synthetic_dataset
+from bipa.engine import BaseSolver
 from tests.conftest import Killed, tiny_bilevel_cfg
 
 
@@ -40,6 +42,33 @@ def run_loop(cfg, hook=None):
         runner.register_hook(hook)
     runner.train()
     return runner
+
+
+def killed_in_search_and_resumed(loop_cfg, monkeypatch, *, round_idx, trial, work_dir,
+                                 **train_cfg):
+    """A run of ``loop_cfg(work_dir=work_dir, **train_cfg)`` killed while
+    round ``round_idx``'s trial ``trial`` is evaluated, then resumed
+    (``resume=True``) by a new Runner; returns the resumed runner."""
+    evaluate = BaseSolver._evaluate
+
+    def dying_evaluate(self, study, r, number, objective):
+        if r == round_idx and number == trial:
+            raise Killed
+        return evaluate(self, study, r, number, objective)
+
+    monkeypatch.setattr(BaseSolver, '_evaluate', dying_evaluate)
+    with pytest.raises(Killed):
+        run_loop(loop_cfg(work_dir=work_dir, **train_cfg))
+    monkeypatch.setattr(BaseSolver, '_evaluate', evaluate)
+    cfg = loop_cfg(work_dir=work_dir, **train_cfg)
+    cfg.resume = True
+    return run_loop(cfg)
+
+
+def assert_same_weights(a, b):
+    """Two runners' models are bitwise equal."""
+    for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=0, atol=0, msg=name)
 
 
 def make_loop_cfg(data_root, work_dir, **train_cfg):

@@ -15,7 +15,12 @@ from optuna.trial import TrialState
 from bipa.engine import BaseSolver, BilevelLoop
 from bipa.utils import ConfigError
 from tests.conftest import Killed
-from tests.test_engine.conftest import KillAt, RecordPrompt
+from tests.test_engine.conftest import (
+    KillAt,
+    RecordPrompt,
+    assert_same_weights,
+    killed_in_search_and_resumed,
+)
 from tests.test_engine.conftest import run_loop as run
 
 
@@ -115,27 +120,14 @@ def test_the_solver_and_objective_come_from_the_config(loop_cfg, search, tmp_pat
         assert all(len(t.user_attrs['grad']) == 16 for t in round1.trials + round2.trials)
         # killed in the middle of round 2's descent, resumed: the same trials
         # (points, f, gradients) and the same final rho and weights
-        evaluate = BaseSolver._evaluate
-
-        def dying_evaluate(self, study, round_idx, number, objective):
-            if round_idx == 2 and number == 5:
-                raise Killed
-            return evaluate(self, study, round_idx, number, objective)
-
-        monkeypatch.setattr(BaseSolver, '_evaluate', dying_evaluate)
-        with pytest.raises(Killed):
-            run(loop_cfg(work_dir=tmp_path / 'killed', K_b=10, search=search))
-        monkeypatch.undo()
-        cfg = loop_cfg(work_dir=tmp_path / 'killed', K_b=10, search=search)
-        cfg.resume = True
-        resumed = run(cfg)
+        resumed = killed_in_search_and_resumed(loop_cfg, monkeypatch, round_idx=2, trial=5,
+                                               work_dir=tmp_path / 'killed', K_b=10,
+                                               search=search)
         for name, study in found.items():
             other = studies(resumed.work_dir)[name]
             assert [(t.params, t.value, t.user_attrs) for t in other.trials] == [
                 (t.params, t.value, t.user_attrs) for t in study.trials]
-        for (name, a), b in zip(runner.model.state_dict().items(),
-                                resumed.model.state_dict().values()):
-            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+        assert_same_weights(runner, resumed)
     else:  # round 2's CMA-ES starts from round 1's trials (WS-CMA-ES)
         assert runner.train_loop.search._source_trials == round1.get_trials(
             states=(TrialState.COMPLETE, ))

@@ -4,7 +4,6 @@ import os.path as osp
 
 import optuna
 import pytest
-import torch
 from mmengine.runner import Runner
 from optuna.trial import TrialState
 
@@ -12,7 +11,8 @@ from bipa.engine import BaseSolver
 from bipa.engine.solvers.base_solver import FINISHED
 from bipa.registry import SOLVERS
 from bipa.utils import ConfigError
-from tests.conftest import Killed, load_tool, tiny_bilevel_cfg
+from tests.conftest import init_checkpoint, load_tool, tiny_bilevel_cfg
+from tests.test_engine.conftest import assert_same_weights, killed_in_search_and_resumed
 from tests.test_engine.conftest import run_loop as run
 
 
@@ -70,24 +70,10 @@ def test_a_registered_solver_runs_in_the_loop_and_resumes_after_a_kill(loop_cfg,
     assert round1[2][1] == dict(best, w02=min(best['w02'] + 0.25, 3.0))
     assert isinstance(reference.train_loop.search, ToySweep)
 
-    evaluate = BaseSolver._evaluate
-
-    def dying_evaluate(self, study, round_idx, number, objective):
-        if round_idx == 2 and number == 3:
-            raise Killed
-        return evaluate(self, study, round_idx, number, objective)
-
-    monkeypatch.setattr(BaseSolver, '_evaluate', dying_evaluate)
-    with pytest.raises(Killed):
-        run(loop_cfg(work_dir=tmp_path / 'killed', K_b=5, search=SEARCH))
-    monkeypatch.undo()
-    cfg = loop_cfg(work_dir=tmp_path / 'killed', K_b=5, search=SEARCH)
-    cfg.resume = True
-    resumed = run(cfg)
+    resumed = killed_in_search_and_resumed(loop_cfg, monkeypatch, round_idx=2, trial=3,
+                                           work_dir=tmp_path / 'killed', K_b=5, search=SEARCH)
     assert trials_of(resumed.work_dir) == expected
-    for (name, a), b in zip(reference.model.state_dict().items(),
-                            resumed.model.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert_same_weights(reference, resumed)
 
 
 def test_its_settings_are_checked_before_the_run(loop_cfg):
@@ -101,12 +87,7 @@ def test_a_registered_solver_appears_in_search_compare(tiny_data, tmp_path):
     cfg = tiny_bilevel_cfg(tiny_data)
     config = str(tmp_path / 'tiny_bilevel.py')
     cfg.dump(config)
-    cfg.work_dir = str(tmp_path / 'build')
-    runner = Runner.from_cfg(cfg)
-    runner.model.init_weights()
-    (tmp_path / 'run').mkdir()
-    checkpoint = tmp_path / 'run' / 'iter_4.pth'
-    torch.save(dict(state_dict=runner.model.state_dict()), checkpoint)
+    checkpoint = init_checkpoint(cfg, tmp_path)
     assert 'toy_sweep' in compare.parse_args([config, str(checkpoint)]).solvers
     out, = compare.main([config, str(checkpoint), '--solvers', 'toy_sweep',
                          '--objectives', 'bce', '--budget', '4', '--work-dir',

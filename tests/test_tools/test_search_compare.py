@@ -3,23 +3,14 @@ objective gets its budget on the same D_val, with the D_val segm mAP at the
 best rho and each objective's rank correlation with it."""
 import json
 
-import torch
-from mmengine.runner import Runner
-
 from bipa.datasets.synthetic import generate_synthetic_dataset
-from tests.conftest import load_tool
+from tests.conftest import init_checkpoint, load_tool
 
 
 def test_solvers_and_objectives_on_one_checkpoint(e2e_data, tmp_path, capsys):
     compare = load_tool('analysis/search_compare')
     from mmengine.config import Config
-    cfg = Config.fromfile(e2e_data['config'])
-    cfg.work_dir = str(tmp_path / 'build')
-    runner = Runner.from_cfg(cfg)
-    runner.model.init_weights()
-    (tmp_path / 'run').mkdir()
-    checkpoint = tmp_path / 'run' / 'iter_4.pth'
-    torch.save(dict(state_dict=runner.model.state_dict()), checkpoint)
+    checkpoint = init_checkpoint(Config.fromfile(e2e_data['config']), tmp_path)
 
     work = tmp_path / 'compare'
     fresh = tmp_path / 'fresh'  # other scenes, 96x64 (W x H)
