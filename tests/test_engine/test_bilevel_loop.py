@@ -208,8 +208,11 @@ def test_resume_mid_search_loses_and_repeats_no_trial(loop_cfg, tmp_path, monkey
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
-@pytest.mark.parametrize('kill_at', [1, 5])  # during adaptation training, during fine-tuning
-def test_resume_after_a_kill_in_training(loop_cfg, tmp_path, kill_at, reference_run):
+# killed during round 1's training, round 2's (after round 1's search and the
+# checkpoint that holds its rho) and fine-tuning; the rounds the resumed run searches
+@pytest.mark.parametrize('kill_at, searched', [(1, [1, 2]), (3, [2]), (5, [])])
+def test_resume_after_a_kill_in_training(loop_cfg, tmp_path, kill_at, searched, reference_run,
+                                         monkeypatch):
     reference = reference_run
     cfg = loop_cfg(work_dir=tmp_path / 'killed')
     cfg.default_hooks.checkpoint.interval = 1
@@ -217,7 +220,11 @@ def test_resume_after_a_kill_in_training(loop_cfg, tmp_path, kill_at, reference_
         run(cfg, KillAt(kill_at))
     cfg = loop_cfg(work_dir=tmp_path / 'killed')
     cfg.resume = True
+    rounds, search = [], BilevelLoop._run_search
+    monkeypatch.setattr(BilevelLoop, '_run_search', lambda self, round_idx, iteration: (
+        rounds.append(round_idx), search(self, round_idx, iteration)))
     resumed = run(cfg)
+    assert rounds == searched  # a finished round's search is not run again
     assert resumed.iter == reference.iter
     for (name, a), b in zip(reference.model.state_dict().items(),
                             resumed.model.state_dict().values()):
