@@ -1,3 +1,4 @@
+import itertools
 import json
 import shutil
 
@@ -44,6 +45,9 @@ def run_loop(cfg, hook=None):
     return runner
 
 
+_EXPERIMENTS = itertools.count()
+
+
 def killed_in_search_and_resumed(loop_cfg, monkeypatch, *, round_idx, trial, work_dir,
                                  **train_cfg):
     """A run of ``loop_cfg(work_dir=work_dir, **train_cfg)`` killed while
@@ -73,9 +77,15 @@ def assert_same_weights(a, b):
 
 def make_loop_cfg(data_root, work_dir, **train_cfg):
     """:func:`tiny_bilevel_cfg` in ``work_dir``, with learning rates that
-    change in both phases (so that resuming must restore them)."""
+    change in both phases (so that resuming must restore them).
+
+    Each config names its own experiment: mmengine names a run's logger after
+    the experiment (config name and start time to the second), and a Runner
+    built in the same second as an earlier one of the same name gets that
+    one's logger, which writes to the earlier run's log file."""
     cfg = tiny_bilevel_cfg(data_root)
-    cfg.merge_from_dict({'work_dir': str(work_dir), 'log_level': 'WARNING'})
+    cfg.merge_from_dict({'work_dir': str(work_dir), 'log_level': 'WARNING',
+                         'experiment_name': f'loop_{next(_EXPERIMENTS)}'})
     cfg.param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[3],
                                 gamma=0.5)]
     cfg.train_cfg.finetune = dict(lr=1e-3, param_scheduler=[
