@@ -15,30 +15,49 @@ otherwise, like an unresolved type, it is not checked. A class may check its
 own dict with a ``check_cfg(cfg)`` classmethod (``BilevelLoop`` does).
 """
 import ast
+import difflib
 import inspect
 import textwrap
 from typing import Optional, Tuple
 
 import torch
 from mmengine.config import Config
-from mmengine.registry import DATA_SAMPLERS, DATASETS, LOOPS, MODELS, TASK_UTILS, TRANSFORMS
+from mmengine.registry import (
+    DATA_SAMPLERS,
+    DATASETS,
+    LOOPS,
+    MODELS,
+    OPTIM_WRAPPERS,
+    OPTIMIZERS,
+    TASK_UTILS,
+    TRANSFORMS,
+)
 
 from .config_error import ConfigError
 
-#: keys that a builder consumes before calling the class (mmcv's build_norm_layer)
-BUILDER_KEYS = {'norm_cfg': ('requires_grad', )}
+#: keys that a builder consumes before calling the class (mmcv's build_norm_layer,
+#: mmengine's optimizer wrapper constructor)
+BUILDER_KEYS = {'norm_cfg': ('requires_grad', ), 'optim_wrapper': ('constructor', 'paramwise_cfg')}
 #: subtrees built by something else than the class's registry
 SKIPPED = ('init_cfg', )
 
 
 def check_config(cfg: Config) -> None:
     """Raise :class:`ConfigError` naming the first unknown key of ``model``,
-    the dataloaders (their datasets, pipelines and samplers) and ``train_cfg``
-    as ``<full key>: unknown key; <class> takes: <its keys>``."""
+    ``optim_wrapper`` (with its optimizer), the dataloaders (their datasets,
+    pipelines and samplers) and ``train_cfg`` as ``<full key>: unknown key;
+    <class> takes: <its keys>``, or a ``model.type`` no registry holds."""
     scopes = _Scoped(cfg.get('default_scope'))
-    for key, family in (('model', (MODELS, TASK_UTILS)), ('train_cfg', (LOOPS, ))):
+    model = cfg.get('model')
+    if isinstance(model, dict) and isinstance(model.get('type'), str) \
+            and scopes.resolve(model['type'], (MODELS, )) is None:
+        near = difflib.get_close_matches(model['type'], scopes.names(MODELS), n=1)
+        raise ConfigError(f'model.type: {model["type"]!r} is not a registered model'
+                          + (f'; did you mean {near[0]!r}?' if near else ''))
+    for key, family in (('model', (MODELS, TASK_UTILS)), ('train_cfg', (LOOPS, )),
+                        ('optim_wrapper', (OPTIM_WRAPPERS, OPTIMIZERS))):
         if isinstance(cfg.get(key), dict):
-            _check(cfg[key], key, family, scopes)
+            _check(cfg[key], key, family, scopes, key)
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')
         if not isinstance(loader, dict):
@@ -82,16 +101,28 @@ class _Scoped:
     def __init__(self, scope: Optional[str]) -> None:
         self.scope, self.registries = scope, {}
 
+    def scoped(self, registry):
+        """``registry`` switched to this scope (e.g. mmdet's MODELS)."""
+        if registry not in self.registries:
+            with registry.switch_scope_and_registry(self.scope) as scoped:
+                self.registries[registry] = scoped
+        return self.registries[registry]
+
+    def names(self, registry) -> list:
+        """Every name ``registry`` holds in this scope and its parents."""
+        names, scoped = [], self.scoped(registry)
+        while scoped is not None:
+            names += list(scoped.module_dict)
+            scoped = scoped.parent
+        return names
+
     def resolve(self, type_, family: tuple):
         """The class (or function) ``type_`` names in the first registry of
         ``family`` that has it; None if none."""
         if not isinstance(type_, str):
             return type_ if callable(type_) else None
         for registry in family:
-            if registry not in self.registries:
-                with registry.switch_scope_and_registry(self.scope) as scoped:
-                    self.registries[registry] = scoped
-            obj = self.registries[registry].get(type_)
+            obj = self.scoped(registry).get(type_)
             if obj is not None:
                 return obj
         return None

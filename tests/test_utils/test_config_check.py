@@ -42,6 +42,9 @@ def test_the_demo_config_passes():
     ('train_dataloader.dataset.pipeline.2.prob2', 'RandomFlip takes: prob, direction'),
     ('test_dataloader.dataset.pipeline.3.meta_key', 'PackDetInputs takes: meta_keys'),
     ('train_dataloader.sampler.shufle', 'InfiniteSampler takes:'),
+    # the optimizer wrapper and its optimizer (torch's AdamW)
+    ('optim_wrapper.clip_gradd', 'OptimWrapper takes: optimizer, accumulative_counts, clip_grad'),
+    ('optim_wrapper.optimizer.lrr', 'AdamW takes: params, lr, betas,'),
 ])
 def test_unknown_key_is_named_with_its_path(key, takes):
     with pytest.raises(ConfigError) as err:
@@ -82,3 +85,16 @@ def test_what_cannot_be_known_is_not_checked():
 def test_values_of_the_loop_are_checked_before_the_runner():
     with pytest.raises(ConfigError, match=r'train_cfg\.T must be a positive integer, got True'):
         check_config(demo(**{'train_cfg.T': True}))
+
+
+def test_an_unregistered_model_type_is_named_with_the_nearest():
+    with pytest.raises(ConfigError, match=r"^model\.type: 'BiPAA' is not a registered model; "
+                                          r"did you mean 'BiPA'\?$"):
+        check_config(demo(**{'model.type': 'BiPAA'}))
+    with pytest.raises(ConfigError, match=r"^model\.type: 'Xyzzy' is not a registered model$"):
+        check_config(demo(**{'model.type': 'Xyzzy'}))
+
+
+def test_keys_the_optimizer_wrapper_constructor_takes_are_accepted():
+    check_config(demo(**{'optim_wrapper.paramwise_cfg': dict(norm_decay_mult=0.0),
+                         'optim_wrapper.constructor': 'DefaultOptimWrapperConstructor'}))
