@@ -59,11 +59,11 @@ SEARCH = dict(solver='toy_sweep', solver_kwargs=dict(step=0.25), objective='bce+
 
 def test_a_registered_solver_runs_in_the_loop_and_resumes_after_a_kill(loop_cfg, tmp_path,
                                                                         monkeypatch):
-    reference = run(loop_cfg(work_dir=tmp_path / 'ref', K_b=5, search=SEARCH))
+    reference = run(loop_cfg(work_dir=tmp_path / 'ref', K_b=4, search=SEARCH))
     expected = trials_of(reference.work_dir)
     assert set(expected) == {'prompt_search-round1', 'prompt_search-round2'}
     for trials in expected.values():
-        assert len(trials) == 5 and all(state == TrialState.COMPLETE for *_, state in trials)
+        assert len(trials) == 4 and all(state == TrialState.COMPLETE for *_, state in trials)
     # trial 2 is the first step: group 2 of the best warm-start point, + 0.25
     round1 = expected['prompt_search-round1']
     best = min(round1[:2], key=lambda t: (t[2], t[0]))[1]
@@ -71,7 +71,7 @@ def test_a_registered_solver_runs_in_the_loop_and_resumes_after_a_kill(loop_cfg,
     assert isinstance(reference.train_loop.search, ToySweep)
 
     resumed = killed_in_search_and_resumed(loop_cfg, monkeypatch, round_idx=2, trial=3,
-                                           work_dir=tmp_path / 'killed', K_b=5, search=SEARCH)
+                                           work_dir=tmp_path / 'killed', K_b=4, search=SEARCH)
     assert trials_of(resumed.work_dir) == expected
     assert_same_weights(reference, resumed)
 
