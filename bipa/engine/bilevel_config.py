@@ -126,7 +126,7 @@ class SearchConfig(_TypedConfig):
     def __post_init__(self) -> None:
         solver = SOLVERS.get(self.solver)
         solver.check_settings(self.solver_kwargs)
-        if solver.needs_gradient and self.objective not in DIFFERENTIABLE:
+        if not solver.can_use(self.objective):
             raise ConfigError(f'train_cfg.search.objective={self.objective!r} has no gradient; '
                               f'the solver {self.solver!r} needs one of {DIFFERENTIABLE}')
 

@@ -203,6 +203,7 @@ class MaskObjective:
         self.chunk_instances = chunk_instances
         self.source = source
         self.batches: Optional[List[CachedBatch]] = None
+        self._metric = None  # CocoMetric of f='segm_map', built on first use
 
     @contextlib.contextmanager
     def _eval_context(self):
@@ -336,7 +337,7 @@ class MaskObjective:
 
     def _coco_metric(self):
         """mmdet's CocoMetric for D_val: its annotation file, its images."""
-        if getattr(self, '_metric', None) is None:
+        if self._metric is None:
             dataset = self.dataloader.dataset
             ann_file = getattr(dataset, 'ann_file', None)
             if not ann_file:

@@ -8,7 +8,6 @@ from mmengine.runner import Runner
 from optuna.trial import TrialState
 
 from bipa.engine import BaseSolver
-from bipa.engine.solvers.base_solver import FINISHED
 from bipa.registry import SOLVERS
 from bipa.utils import ConfigError
 from tests.conftest import init_checkpoint, load_tool, tiny_bilevel_cfg
@@ -36,15 +35,12 @@ class ToySweep(BaseSolver):
                               f'float step, got {settings}')
         return dict(step=step)
 
-    def _before_ask(self, study, round_idx, trials, warm_start) -> None:
-        if any(t.state == TrialState.WAITING for t in trials):
-            return  # a warm-start point, or the point enqueued before a kill
-        finished = [t for t in trials if t.state in FINISHED]
+    def next_point(self, finished, warm_start):
         best = min((t for t in finished if t.state == TrialState.COMPLETE),
                    key=lambda t: (t.value, t.number))
         weights = self.weights_of(best.params)
         weights[len(finished) % self.num_groups] += self.step
-        study.enqueue_trial(self.params_of(weights))
+        return weights  # clipped to B when enqueued
 
 
 def trials_of(work_dir):

@@ -32,7 +32,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from bipa.engine.prompt_objective import DIFFERENTIABLE, OBJECTIVES
+from bipa.engine.prompt_objective import OBJECTIVES
 from bipa.registry import SOLVERS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -65,7 +65,7 @@ ROWS: Dict[str, tuple] = {
 # solver and f (TPE, BCE) are the bilevel row
 for _solver in SOLVERS.module_dict:
     for _objective in OBJECTIVES:
-        if SOLVERS.get(_solver).needs_gradient and _objective not in DIFFERENTIABLE:
+        if not SOLVERS.get(_solver).can_use(_objective):
             continue
         _options = {'train_cfg.search.solver': _solver, 'train_cfg.search.objective': _objective}
         _name = f'search_{_solver}_{_objective}'

@@ -64,10 +64,9 @@ def _solver_cfg(solver: str, loop, seed: int):
 
 def _runs(solvers: List[str], objectives: List[str]) -> List[tuple]:
     """The (solver, objective) pairs to run: each solver with every f it can use."""
-    from bipa.engine.prompt_objective import DIFFERENTIABLE
     from bipa.registry import SOLVERS
     return [(solver, kind) for solver in solvers for kind in objectives
-            if kind in DIFFERENTIABLE or not SOLVERS.get(solver).needs_gradient]
+            if SOLVERS.get(solver).can_use(kind)]
 
 
 def _predicted_segm(runner, weights: List[float]) -> float:

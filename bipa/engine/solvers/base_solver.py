@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 from ...models.layers.dense_prompt import check_interval
 from ...utils import ConfigError
 from ..optuna_compat import enqueued_params, reopen_trial, set_trial_user_attr
+from ..prompt_objective import DIFFERENTIABLE
 
 # the states of a trial that counts towards a round's K_b
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL)
@@ -61,9 +62,9 @@ class BaseSolver:
     of different rounds are not comparable), the warm-start points enqueued,
     failed trials (an error or a non-finite f is a FAIL trial with its reason,
     not a crash), trials a killed process left RUNNING, and the best trial.
-    A solver decides only where the next trial goes, in :meth:`_before_ask`
-    (set ``study.sampler``, or enqueue the point), and may keep more per trial
-    in :meth:`_score`.
+    A solver decides only where the next trial goes: :meth:`next_point`
+    returns it (the base enqueues it), or returns None and :meth:`sampler`
+    proposes it; it may keep more per trial in :meth:`_score`.
 
     **The resume invariant**: the next point is a pure function of the
     round's stored trials that count (in order), the warm-start points and
@@ -120,6 +121,11 @@ class BaseSolver:
                               f'{cls.__name__} takes no keyword arguments')
         return {}
 
+    @classmethod
+    def can_use(cls, objective: str) -> bool:
+        """Whether this solver can minimise f of kind ``objective``."""
+        return objective in DIFFERENTIABLE or not cls.needs_gradient
+
     @property
     def rdb(self) -> optuna.storages.BaseStorage:
         """The storage, opened once (a URL opens a database engine per call)."""
@@ -139,9 +145,9 @@ class BaseSolver:
         return {self.param(g): min(max(float(w), low), high) for g, w in enumerate(weights)}
 
     def sampler(self, round_idx: int, position: int) -> optuna.samplers.BaseSampler:
-        """The sampler ``ask`` uses for the trial at ``position`` (trials that
-        count before it) of round ``round_idx``. The base solver enqueues its
-        points, so it is never consulted: a random sampler, seeded."""
+        """The sampler that proposes the trial at ``position`` (trials that
+        count before it) of round ``round_idx`` when :meth:`next_point` gives
+        none: here a seeded random sampler."""
         return optuna.samplers.RandomSampler(seed=seed_of(self.seed, round_idx, position))
 
     def study(self, round_idx: int) -> optuna.Study:
@@ -237,12 +243,26 @@ class BaseSolver:
             self._evaluate(study, round_idx, trial.number, objective)
         return self.best(round_idx, study)
 
+    def next_point(self, finished: Sequence[optuna.trial.FrozenTrial],
+                   warm_start: Sequence[Sequence[float]]) -> Optional[List[float]]:
+        """The next trial's point, from the round's finished trials that count
+        (in order) and the warm-start points only (the resume invariant); or
+        None: :meth:`sampler` proposes it. Not called while a point waits in
+        the queue (a warm-start point, or one enqueued before a kill)."""
+        return None
+
     def _before_ask(self, study: optuna.Study, round_idx: int, trials: list,
                     warm_start: Sequence[Sequence[float]]) -> None:
         """Set up the next ``ask``, given the round's trials that count (in
-        order) and the warm-start points, and nothing else (the resume
-        invariant): by default the sampler of this position."""
-        study.sampler = self.sampler(round_idx, len(trials))
+        order): a waiting point is asked as it is; otherwise :meth:`next_point`
+        is enqueued, or the sampler of this position proposes."""
+        point = None
+        if not any(t.state == TrialState.WAITING for t in trials):
+            point = self.next_point([t for t in trials if t.state in FINISHED], warm_start)
+        if point is None:
+            study.sampler = self.sampler(round_idx, len(trials))
+        else:
+            study.enqueue_trial(self.params_of(point))
 
     def best(self, round_idx: int,
              study: Optional[optuna.Study] = None) -> Tuple[List[float], float]:

@@ -6,7 +6,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ...registry import SOLVERS
 from ...utils import ConfigError
-from .base_solver import FINISHED, BaseSolver
+from .base_solver import BaseSolver
 
 #: the user attribute holding df/dw of a trial's point
 GRAD = 'grad'
@@ -131,11 +131,3 @@ class GradientSolver(BaseSolver):
         if not warm_start:
             raise ValueError('the gradient search starts from its warm-start points: give one '
                              'at least (the loop gives the previous best and the identity)')
-
-    def _before_ask(self, study, round_idx: int, trials: list,
-                    warm_start: Sequence[Sequence[float]]) -> None:
-        """Enqueue the next point, unless one is waiting (a warm-start point, or
-        a point enqueued before a kill: the same point)."""
-        if not any(t.state == TrialState.WAITING for t in trials):
-            finished = [t for t in trials if t.state in FINISHED]
-            study.enqueue_trial(self.params_of(self.next_point(finished, warm_start)))
