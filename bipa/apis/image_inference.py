@@ -9,7 +9,7 @@ from typing import List, Sequence
 
 from mmengine.config import Config
 
-from ..models import check_checkpoint_fits
+from ..models import check_checkpoint_fits, complete_checkpoint
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
@@ -53,7 +53,8 @@ def expand_inputs(inputs: Sequence[str]) -> List[str]:
 def build_inferencer(config: str, checkpoint: str, *, device: str = 'cpu',
                      allow_partial: bool = False, show_progress: bool = True):
     """mmdet's ``DetInferencer`` for a BiPA config and checkpoint; a checkpoint
-    whose keys do not fit the model is refused unless ``allow_partial``."""
+    whose keys do not fit the model is refused unless ``allow_partial``; a
+    lean one gets its frozen weights from the config's files."""
     from mmdet.apis import DetInferencer  # slow to import
 
     cfg = Config.fromfile(config)
@@ -66,8 +67,14 @@ def build_inferencer(config: str, checkpoint: str, *, device: str = 'cpu',
     for transform in cfg.test_dataloader.dataset.pipeline:
         if transform['type'] == 'CheckedLoadImageFromFile':
             transform['type'] = 'LoadImageFromFile'
-    inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device,
-                               show_progress=show_progress)
+    class LeanAwareInferencer(DetInferencer):
+        def _load_weights_to_model(self, model, weights, cfg) -> None:
+            if weights is not None:  # a lean checkpoint's frozen weights, from their files
+                complete_checkpoint(model, weights, name=checkpoint)
+            super()._load_weights_to_model(model, weights, cfg)
+
+    inferencer = LeanAwareInferencer(model=cfg, weights=checkpoint, device=device,
+                                     show_progress=show_progress)
     if '://' not in checkpoint:
         check_checkpoint_fits(inferencer.model, checkpoint, allow_partial=allow_partial)
     return inferencer

@@ -19,6 +19,7 @@ from ..datasets import SearchSplit
 from ..utils import ConfigError, get_rng_states, lock_work_dir, set_rng_states
 from ..utils.checkpoint_files import ATOMIC_BACKEND, LAST_CHECKPOINT, write_text_atomic
 from ..utils.rng import gather_rng_states, rank_rng_states
+from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .bilevel_config import UNITS, BilevelConfig
 from .prompt_objective import MaskObjective
 from .solvers import BaseSolver
@@ -389,14 +390,19 @@ class BilevelLoop(IterBasedTrainLoop):
         self.rounds_done = round_idx
 
     def _save_checkpoint(self, iteration: int) -> None:
-        """A checkpoint of w right before a search, so that a run killed during
-        the search resumes it from the same weights. Written whole or not at
-        all (a temporary file renamed), then named in ``last_checkpoint``
-        (also renamed into place). ``CheckpointHook`` may write the same file
-        again after the search: rho* and the next round's state replace it."""
-        work_dir = self.runner.work_dir
-        filename = f'iter_{iteration}.pth'
+        """A checkpoint of w now (``iteration``: iterations trained), e.g. right
+        before a search, so that a run killed during the search resumes it
+        from the same weights. Written by the config's
+        :class:`AtomicCheckpointHook` (whole or not at all, named in
+        ``last_checkpoint``, counted by ``max_keep_ckpts``), which may write
+        the same file again after the search: rho* and the next round's state
+        replace it. Without that hook: written whole in the work dir."""
         self.gather_rng_states()
+        hook = next((h for h in self.runner.hooks if isinstance(h, AtomicCheckpointHook)), None)
+        if hook is not None:
+            hook.save_at(self.runner, iteration)
+            return
+        work_dir, filename = self.runner.work_dir, f'iter_{iteration}.pth'
         self.runner.save_checkpoint(work_dir, filename, meta=dict(iter=iteration),
                                     by_epoch=False, backend_args=dict(backend=ATOMIC_BACKEND))
         if is_main_process():

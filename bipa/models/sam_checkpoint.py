@@ -1,7 +1,7 @@
 """Load an official SAM checkpoint into a BiPA model, with a clear report."""
 import os.path as osp
 import pickle
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import torch
 from mmengine.logging import MMLogger
@@ -60,6 +60,16 @@ def _takes_sam_dense_embedding(model: nn.Module) -> bool:
     return getattr(dense_prompt, 'base', 'sam') != 'scratch'
 
 
+def sam_targets(model: nn.Module, state: Optional[Dict[str, torch.Tensor]] = None) -> Set[str]:
+    """The names of ``model``'s weights that an official SAM checkpoint supplies
+    (``state``: the model's state dict, when at hand)."""
+    state = model.state_dict() if state is None else state
+    targets = {k for k in state for _, dst in SAM_KEY_MAP if k.startswith(dst)}
+    if _takes_sam_dense_embedding(model):
+        targets.add(DENSE_EMBED_KEY[1])
+    return targets
+
+
 def load_sam_checkpoint(model: nn.Module, path: str, *, strict: bool = True) -> Dict[str, List]:
     """Copy SAM's encoder, dense positional encoding, ``no_mask_embed`` and mask
     decoder weights from ``path`` (``sam_vit_h_4b8939.pth`` layout) into ``model``.
@@ -83,10 +93,8 @@ def load_sam_checkpoint(model: nn.Module, path: str, *, strict: bool = True) -> 
                                  '(convert Hugging Face weights with '
                                  'tools/model_converters/hf_sam_to_official.py)')
     own = model.state_dict()
-    targets = {k for k in own for _, dst in SAM_KEY_MAP if k.startswith(dst)}
-    takes_dense = _takes_sam_dense_embedding(model)
-    if takes_dense:
-        targets.add(DENSE_EMBED_KEY[1])
+    targets = sam_targets(model, own)
+    takes_dense = DENSE_EMBED_KEY[1] in targets
     loaded, unexpected, mismatched, mismatched_dst = {}, [], [], set()
     for key, value in state.items():
         if key == DENSE_EMBED_KEY[0]:

@@ -13,13 +13,14 @@ import os
 import os.path as osp
 import re
 import zipfile
-from typing import IO, Iterator, List, Optional, Tuple
+from typing import IO, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.fileio import LocalBackend, register_backend
 
 ATOMIC_BACKEND = 'atomic_local'
 LAST_CHECKPOINT = 'last_checkpoint'
 _ITER_CHECKPOINT = re.compile(r'iter_(\d+)\.pth$')
+_TEMPORARY = re.compile(r'\.(.+)\.(\d+)\.tmp')  # atomic_open's temporary files
 _SMALL_RECORD = 1 << 20  # bytes: the file's last record is read (its CRC checked) up to this size
 
 
@@ -114,26 +115,36 @@ def _iter_checkpoints(folder: str) -> List[Tuple[int, str]]:
     return sorted(found, reverse=True)
 
 
-def find_resume_checkpoint(work_dir: str) -> Tuple[Optional[str], Optional[str]]:
+def find_resume_checkpoint(work_dir: str, folders: Optional[Sequence[str]] = None
+                           ) -> Tuple[Optional[str], Optional[str]]:
     """The checkpoint an auto-resume in ``work_dir`` should load, and a
     warning when it is not the one ``work_dir/last_checkpoint`` names.
 
+    ``folders`` are where this run's checkpoints live (default: the work
+    dir). A ``last_checkpoint`` naming a file elsewhere (a work dir copied or
+    moved after it was written) is read as the file of that name in them.
     That one when it is readable (:func:`checkpoint_problem`); otherwise
     (missing, empty, truncated, or ``last_checkpoint`` itself empty) the
-    newest readable ``iter_<n>.pth`` in the work dir and in the named file's
-    folder. ``(None, None)`` when there is no checkpoint at all (a fresh
-    start, as mmengine's). Raises :class:`UnreadableCheckpointError` when there
-    are checkpoints and none is readable.
+    newest readable ``iter_<n>.pth`` in ``folders``. ``(None, None)`` when
+    there is no checkpoint at all (a fresh start, as mmengine's). Raises
+    :class:`UnreadableCheckpointError` when there are checkpoints and none is
+    readable.
     """
+    folders = [osp.abspath(f) for f in (folders or [work_dir])]
     pointer = osp.join(work_dir, LAST_CHECKPOINT)
-    named = None
+    named = moved = None
     if osp.isfile(pointer):
         with open(pointer) as f:
             named = f.read().strip() or None
+    if named and osp.dirname(osp.abspath(named)) not in folders:
+        moved, name = named, osp.basename(named)
+        named = next((osp.join(d, name) for d in folders if osp.isfile(osp.join(d, name))),
+                     osp.join(folders[0], name))
     problem = checkpoint_problem(named) if named else None
     if named and problem is None:
-        return named, None
-    folders = dict.fromkeys(osp.abspath(d) for d in (work_dir, osp.dirname(named or work_dir)))
+        return named, None if moved is None else (
+            f'{pointer} names {moved}, outside this work dir (copied or moved?); resuming '
+            f'from {named}, the file of that name in it')
     candidates = sorted((c for d in folders for c in _iter_checkpoints(d)), reverse=True)
     if named is None and not candidates:
         return None, None
@@ -143,8 +154,13 @@ def find_resume_checkpoint(work_dir: str) -> Tuple[Optional[str], Optional[str]]
             continue
         why = checkpoint_problem(path)
         if why is None:
-            source = (f'{pointer} names {named}, which is {problem}' if named else
-                      f'{pointer} is ' + ('empty' if osp.isfile(pointer) else 'missing'))
+            if moved is not None:
+                source = (f'{pointer} names {moved}, outside this work dir (copied or '
+                          f'moved?), and {named} is {problem}')
+            elif named:
+                source = f'{pointer} names {named}, which is {problem}'
+            else:
+                source = f'{pointer} is ' + ('empty' if osp.isfile(pointer) else 'missing')
             return path, (f'{source}; resuming from {path}, the newest readable checkpoint '
                           'in the work dir')
         problems.append(f'{osp.basename(path)}: {why}')
@@ -154,11 +170,45 @@ def find_resume_checkpoint(work_dir: str) -> Tuple[Optional[str], Optional[str]]
         'checkpoint elsewhere with --resume CKPT, or start over without --resume')
 
 
-def repair_last_checkpoint(work_dir: str, *, write: bool = True) -> Optional[str]:
+def repair_last_checkpoint(work_dir: str, *, write: bool = True,
+                           folders: Optional[Sequence[str]] = None) -> Optional[str]:
     """Point ``work_dir/last_checkpoint`` (what mmengine's auto-resume loads)
     at :func:`find_resume_checkpoint`'s choice, written atomically when
     ``write``; returns its warning, or ``None`` when nothing changes."""
-    path, warning = find_resume_checkpoint(work_dir)
+    path, warning = find_resume_checkpoint(work_dir, folders)
     if warning is not None and write:
         write_text_atomic(osp.join(work_dir, LAST_CHECKPOINT), path)
     return warning
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folders: Sequence[str]) -> Optional[str]:
+    """Remove the temporary files (:func:`atomic_open`'s ``.<name>.<pid>.tmp``)
+    that writes killed mid-way left in ``folders``, those of processes no
+    longer running on this machine; returns the line that lists them, or
+    ``None`` when there were none."""
+    removed = []
+    for folder in folders:
+        if not osp.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            match = _TEMPORARY.fullmatch(name)
+            if match is None or _alive(int(match.group(2))):
+                continue
+            path = osp.join(folder, name)
+            size = osp.getsize(path)
+            os.remove(path)
+            removed.append(f'{path} ({size / 2**20:.1f} MiB)')
+    if not removed:
+        return None
+    return (f'removed {len(removed)} temporary file(s) that interrupted checkpoint writes left: '
+            + ', '.join(removed))

@@ -1,12 +1,19 @@
 """Files written whole or not at all; which checkpoint an auto-resume reads."""
 import os
+import shutil
+import subprocess
 
 import pytest
 import torch
 from mmengine.runner.checkpoint import save_checkpoint
 
 from bipa.utils import UnreadableCheckpointError, checkpoint_files, checkpoint_problem
-from bipa.utils.checkpoint_files import atomic_open, find_resume_checkpoint, repair_last_checkpoint
+from bipa.utils.checkpoint_files import (
+    atomic_open,
+    find_resume_checkpoint,
+    remove_stale_temporaries,
+    repair_last_checkpoint,
+)
 from tests.conftest import HalfWrittenFile, Killed
 
 
@@ -137,3 +144,46 @@ def test_no_readable_checkpoint_is_an_error(tmp_path):
         'missing; iter_4.pth: truncated or damaged (1000 bytes: File is not a zip file); '
         'iter_2.pth: empty (0 bytes)); resume from a checkpoint elsewhere with --resume CKPT, '
         'or start over without --resume')
+
+
+@pytest.mark.parametrize('original', ['kept', 'gone'])
+def test_a_copied_work_dir_resumes_its_own_checkpoint(tmp_path, original):
+    """``cp -r run copy`` while run held iter_4; run then went on to iter_10
+    (or was deleted): the copy resumes its own iter_4, never the other run's."""
+    run = tmp_path / 'run'
+    run.mkdir()
+    make_work_dir(run, whole=(2, 4), last=4)
+    copy = tmp_path / 'copy'
+    shutil.copytree(run, copy)
+    if original == 'kept':
+        save(run / 'iter_10.pth', 10)
+        (run / 'last_checkpoint').write_text(str(run / 'iter_10.pth'))
+    else:
+        shutil.rmtree(run)
+    path, warning = find_resume_checkpoint(str(copy))
+    assert path == str(copy / 'iter_4.pth')
+    assert warning == (f'{copy / "last_checkpoint"} names {run / "iter_4.pth"}, outside this '
+                       f'work dir (copied or moved?); resuming from {path}, the file of that '
+                       'name in it')
+    # named file gone in the copy too: the newest readable one of the copy's own
+    os.remove(copy / 'iter_4.pth')
+    path, warning = find_resume_checkpoint(str(copy))
+    assert path == str(copy / 'iter_2.pth') and 'outside this work dir' in warning
+
+
+def test_stale_temporary_files_are_removed(tmp_path):
+    """A write killed mid-way leaves ``.<name>.<pid>.tmp``: removed when its
+    process is gone, kept while it runs."""
+    gone = subprocess.Popen(['true'])
+    gone.wait()
+    stale = tmp_path / f'.iter_4.pth.{gone.pid}.tmp'
+    stale.write_bytes(b'x' * 2048)
+    running = tmp_path / f'.iter_6.pth.{os.getpid()}.tmp'
+    running.write_bytes(b'x')
+    keep = tmp_path / 'iter_2.pth'
+    save(keep, 2)
+    message = remove_stale_temporaries([str(tmp_path), str(tmp_path / 'absent')])
+    assert message == ('removed 1 temporary file(s) that interrupted checkpoint writes left: '
+                       f'{stale} (0.0 MiB)')
+    assert sorted(os.listdir(tmp_path)) == sorted([running.name, keep.name])
+    assert remove_stale_temporaries([str(tmp_path)]) is None

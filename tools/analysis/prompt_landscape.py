@@ -27,13 +27,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from mmengine.runner import load_checkpoint
 
     from bipa.apis import build_runner
     runner = build_runner(args.config, work_dir=args.work_dir, data_root=args.data_root,
                           cfg_options=dict(args.cfg_options, log_level='WARNING'))
     loop = runner.build_train_loop(runner.cfg.train_cfg)
-    load_checkpoint(runner.model, args.checkpoint, map_location='cpu')
+    runner.load_checkpoint(args.checkpoint, map_location='cpu')  # a lean one completed
     prompt = loop.detector.dense_prompt
     trained = prompt.get_group_weights().tolist()
     objective = loop.build_objective()

@@ -121,7 +121,6 @@ def compare_checkpoint(config: str, checkpoint: str, *, solvers: List[str],
     ``fresh`` the transfer probe; the result is also written to
     ``<work_dir>/<checkpoint name>.json``."""
     import torch
-    from mmengine.runner import load_checkpoint
     from scipy.stats import spearmanr
 
     from bipa.apis import build_runner
@@ -132,7 +131,7 @@ def compare_checkpoint(config: str, checkpoint: str, *, solvers: List[str],
     runner = build_runner(config, work_dir=osp.join(work_dir, name), data_root=data_root,
                           cfg_options=dict(cfg_options, log_level='WARNING'))
     loop = runner.build_train_loop(runner.cfg.train_cfg)
-    load_checkpoint(runner.model, checkpoint, map_location='cpu', logger='silent')
+    runner.load_checkpoint(checkpoint, map_location='cpu')  # a lean one completed
     prompt = loop.detector.dense_prompt
     base = loop.build_objective()
     base.prepare()

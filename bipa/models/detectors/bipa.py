@@ -1,4 +1,4 @@
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 from mmdet.models.detectors import TwoStageDetector
@@ -13,7 +13,7 @@ from torch import Tensor
 from ..layers.dense_prompt import DensePrompt
 from ..mask_prompts import MaskPrompts
 from ..prompted_features import PromptedFeatures
-from ..sam_checkpoint import load_sam_checkpoint
+from ..sam_checkpoint import load_sam_checkpoint, sam_targets
 
 
 @MODELS.register_module()
@@ -61,6 +61,26 @@ class BiPA(TwoStageDetector):
 
     def init_weights(self) -> None:
         super().init_weights()
+        if self.sam_checkpoint is not None:
+            load_sam_checkpoint(self, self.sam_checkpoint, strict=self.sam_checkpoint_strict)
+
+    def frozen_weight_sources(self) -> Dict[str, Tuple[str, Set[str]]]:
+        """``{config key: (file, names)}``: the files that supply weights, and
+        the names of those weights (lean checkpoints leave out the frozen ones:
+        :mod:`bipa.models.frozen_weights`)."""
+        sources = {}
+        if self.sam_checkpoint is not None:
+            sources['model.sam_checkpoint'] = (self.sam_checkpoint, sam_targets(self))
+        init_cfg = self.local_backbone.init_cfg
+        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+            names = {f'local_backbone.{n}' for n in self.local_backbone.state_dict()}
+            sources['model.local_backbone.init_cfg.checkpoint'] = (init_cfg['checkpoint'], names)
+        return sources
+
+    def load_frozen_weights(self) -> None:
+        """Load the weights :meth:`frozen_weight_sources` names from their files
+        (what :meth:`init_weights` loads, without initialising the rest)."""
+        self.local_backbone.init_weights()
         if self.sam_checkpoint is not None:
             load_sam_checkpoint(self, self.sam_checkpoint, strict=self.sam_checkpoint_strict)
 
