@@ -52,8 +52,16 @@ def setup_launcher(cfg: Config) -> None:
     and its default DDP wrapper passes ``device_ids``. Without CUDA this
     initialises the process group itself (``env://`` from torchrun) with gloo,
     which mmengine then uses as it is, and configures
-    ``MMDistributedDataParallel`` without device ids. With GPUs nothing
-    changes (NCCL, one device per process).
+    ``MMDistributedDataParallel`` without device ids and, unless the config
+    says otherwise, with ``find_unused_parameters=True``: DDP then keeps its
+    first gradient buckets instead of rebuilding them after the first
+    iteration in the order the gradients arrived. A resumed run's first
+    iteration is a new DDP's first, so with the rebuild it would reduce with
+    other buckets than the uninterrupted run; where a gradient sits in a
+    bucket decides the order in which gloo's ring all-reduce adds the ranks'
+    values, which with 3 or more processes changes the sum's last bits (with
+    2, a + b = b + a). With GPUs nothing changes (NCCL, one device per
+    process).
 
     Under torchrun the process also ends with torchrun's agent
     (:func:`die_with_launcher`), however that is stopped.
@@ -70,7 +78,7 @@ def setup_launcher(cfg: Config) -> None:
     wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))
     wrapper['device_ids'] = None
     wrapper.setdefault('broadcast_buffers', False)
-    wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+    wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', True))
     cfg.model_wrapper_cfg = wrapper
     if not torch.distributed.is_initialized():
         timeout = dist_cfg.get('timeout')
