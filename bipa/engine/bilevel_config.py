@@ -11,6 +11,7 @@ from .solvers import BaseSolver
 
 Check = Callable[[Any], bool]
 UNITS = ('iter', 'epoch')
+STOPPABLE = ('SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGINT')
 
 
 def _positive_int(v) -> bool:
@@ -192,6 +193,11 @@ class BilevelConfig(_TypedConfig):
     dynamic_intervals: Optional[list] = _checked(
         'a list of (iteration, interval) pairs or None',
         _optional(lambda v: isinstance(v, (list, tuple))), default=None)
+    #: signals that stop training after the current iteration or trial, with a checkpoint
+    stop_signals: tuple = _checked(
+        f'a list of signal names among {STOPPABLE}',
+        lambda v: isinstance(v, (list, tuple)) and all(s in STOPPABLE for s in v),
+        default=('SIGTERM', ))
 
     def __post_init__(self) -> None:
         if self.holdout is not None and self.val_split is not None:

@@ -23,6 +23,7 @@ from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .bilevel_config import UNITS, BilevelConfig
 from .prompt_objective import MaskObjective
 from .solvers import BaseSolver
+from .stop_signal import StopSignals, TrainingStopped
 
 __all__ = ['BilevelLoop', 'UNITS']
 
@@ -98,6 +99,19 @@ class _LoopStateHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         self.loop.loaded_state = checkpoint.get('bilevel_loop')
+
+
+class _StopHook(Hook):
+    """After each training iteration's other hooks (its checkpoint included),
+    stops the run when a stop signal came (:meth:`BilevelLoop.stop_if_signalled`)."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, loop: 'BilevelLoop') -> None:
+        self.loop = loop
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.loop.stop_if_signalled(runner.iter + 1)
 
 
 class _ResumingIterator:
@@ -206,7 +220,9 @@ class BilevelLoop(IterBasedTrainLoop):
         # built here, so that a bad search setting stops the run before training
         self.search = self.build_search() if strategy == 'bilevel' else None
         runner.param_schedulers = self._phase_schedulers(runner.param_schedulers)
-        for hook in (_LoopStateHook(self), _PhaseSwitchHook(self), _SearchHook(self)):
+        self.stop_signals = StopSignals(cfg.stop_signals)
+        for hook in (_LoopStateHook(self), _PhaseSwitchHook(self), _SearchHook(self),
+                     _StopHook(self)):
             runner.register_hook(hook)
         runner.logger.info(
             f'BilevelLoop: strategy={strategy}, T={cfg.T}, K_a={cfg.K_a}, K_b={cfg.K_b}, '
@@ -345,7 +361,8 @@ class BilevelLoop(IterBasedTrainLoop):
             if self._iter and self.loaded_state is not None:  # resuming
                 self.loaded_state = self._with_rank_rng(self.loaded_state)
             self.dataloader_iterator.skip = self._iter  # resuming: _resume after the skip
-            return super().run()
+            with self.stop_signals:
+                return super().run()
         finally:
             if lock is not None:
                 lock.close()
@@ -408,6 +425,23 @@ class BilevelLoop(IterBasedTrainLoop):
         if is_main_process():
             write_text_atomic(osp.join(work_dir, LAST_CHECKPOINT), osp.join(work_dir, filename))
 
+    def stop_if_signalled(self, iteration: int) -> None:
+        """After iteration ``iteration``: when a stop signal (``train_cfg.
+        stop_signals``) reached any rank, write a checkpoint and raise
+        :class:`TrainingStopped` on every rank. Not after the last iteration,
+        which ends the run anyway."""
+        if iteration >= self._max_iters:
+            return
+        name = self.stop_signals.received()
+        if name is None:
+            return
+        self._save_checkpoint(iteration)
+        message = (f'stopped by {name} after iteration {iteration} of {self._max_iters}: '
+                   f'{osp.join(self.runner.work_dir, f"iter_{iteration}.pth")} written; run '
+                   'again with --resume to continue')
+        self.runner.logger.warning(message)
+        raise TrainingStopped(message)
+
     def build_search(self) -> BaseSolver:
         """The upper level's solver, ``train_cfg.search.solver`` (a name in
         :data:`bipa.registry.SOLVERS`)."""
@@ -435,8 +469,11 @@ class BilevelLoop(IterBasedTrainLoop):
                              source=source or self._search_source, objective=cfg.objective)
 
     def _run_search(self, round_idx: int, iteration: int) -> None:
+        """Round ``round_idx``'s search on rank 0; rho* (or that a stop signal
+        ended the search after a trial) broadcast to every rank."""
         prompt = self.detector.dense_prompt
-        weights = torch.zeros(prompt.num_groups, device=prompt.group_weights.device)
+        # [stopped, rho's group weights]
+        packet = torch.zeros(1 + prompt.num_groups, device=prompt.group_weights.device)
         if is_main_process():
             search = self.search
             self.runner.logger.info(
@@ -452,16 +489,24 @@ class BilevelLoop(IterBasedTrainLoop):
                 objective.prepare()
                 best, value = search.run_round(round_idx, self.K_b, objective,
                                                warm_start=[previous, identity])
+                packet[1:] = torch.tensor(best)
+                self.runner.logger.info(
+                    f'prompt search round {round_idx}: best f={value:.6f}, rho weights='
+                    + '[' + ', '.join(f'{w:.4f}' for w in best) + ']')
+                self.runner.visualizer.add_scalars(
+                    {'search/best_f': value, 'search/round': round_idx}, step=iteration)
+            except TrainingStopped:
+                packet[0] = 1
             finally:
                 objective.free()
-            weights = torch.tensor(best, device=weights.device)
-            self.runner.logger.info(
-                f'prompt search round {round_idx}: best f={value:.6f}, rho weights='
-                + '[' + ', '.join(f'{w:.4f}' for w in best) + ']')
-            self.runner.visualizer.add_scalars(
-                {'search/best_f': value, 'search/round': round_idx}, step=iteration)
-        broadcast(weights, src=0)
-        prompt.set_group_weights(weights.cpu())
+        broadcast(packet, src=0)
+        if packet[0]:
+            message = (f'stopped by a stop signal in round {round_idx}\'s search: its finished '
+                       f'trials are in the study, and iter_{iteration}.pth (written before '
+                       'the search) holds the weights; run again with --resume to continue')
+            self.runner.logger.warning(message)
+            raise TrainingStopped(message)
+        prompt.set_group_weights(packet[1:].cpu())
 
     def _log_trial(self, round_idx: int, trial) -> None:
         value = '' if trial.value is None else f'f={trial.value:.6f} '
@@ -470,3 +515,5 @@ class BilevelLoop(IterBasedTrainLoop):
         if trial.value is not None:
             index = (round_idx - 1) * self.K_b + trial.number
             self.runner.visualizer.add_scalars({'search/f': trial.value}, step=index)
+        if self.stop_signals.received(every_rank=False):  # rank 0 alone searches
+            raise TrainingStopped

@@ -37,15 +37,21 @@ def cpu_threads() -> Optional[int]:
 def run_cli(main: Callable, argv: Optional[List[str]] = None) -> int:
     """Run a tool's ``main(argv)`` with :func:`cpu_threads` torch threads; a
     user error prints as one line, ``error: <message>``, on stderr and returns
-    2. ``--debug`` (or ``BIPA_DEBUG=1``) lets it raise with its traceback."""
+    2. ``--debug`` (or ``BIPA_DEBUG=1``) lets it raise with its traceback.
+    Training stopped by a stop signal (its checkpoint written) prints its line
+    and returns 75 (:data:`bipa.engine.stop_signal.STOPPED_EXIT_CODE`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get('BIPA_DEBUG') == '1' or '--debug' in argv
     argv = [a for a in argv if a != '--debug']
     threads, previous = cpu_threads(), torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    from ..engine.stop_signal import TrainingStopped
     try:
         main(argv)
+    except TrainingStopped as stop:
+        print(f'stopped: {stop}', file=sys.stderr)
+        return stop.exit_code
     except user_errors() as err:
         if debug:
             raise

@@ -4,6 +4,7 @@ rank SIGKILLs itself at a given iteration, for a resume."""
 import os
 import os.path as osp
 import signal
+import signal as signal_module
 
 import torch
 from mmdet.registry import HOOKS
@@ -36,3 +37,18 @@ class SigkillAtHook(Hook):
         if runner.iter == self.iteration:
             barrier()
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+@HOOKS.register_module()
+class SignalAtHook(Hook):
+    """The process sends itself ``signal`` (a name) at the start of training
+    iteration ``iteration`` (1-based), as a cluster's preemption would."""
+
+    priority = 'HIGHEST'
+
+    def __init__(self, iteration: int, signal: str = 'SIGTERM') -> None:
+        self.iteration, self.signal = iteration, getattr(signal_module, signal)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if runner.iter + 1 == self.iteration:
+            os.kill(os.getpid(), self.signal)
