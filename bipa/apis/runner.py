@@ -6,7 +6,7 @@ from mmdet.registry import RUNNERS
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..utils import load_run_config, setup_cuda_allocator, setup_launcher
+from ..utils import guard_forked_children, load_run_config, setup_cuda_allocator, setup_launcher
 
 SPLITS = ('train', 'val', 'test')
 
@@ -46,9 +46,12 @@ def load_config(config: str, *, work_dir: Optional[str] = None,
 def runner_from_cfg(cfg: Config) -> Runner:
     """The config's Runner (``runner_type`` if set, else mmengine's), built
     after the CUDA allocator is configured from ``env_cfg.cuda_alloc_conf``
-    and the launcher is set up; the allocator setting is logged."""
+    and the launcher is set up; the allocator setting is logged. The
+    processes it forks (DataLoader workers) end with it
+    (:func:`~bipa.utils.guard_forked_children`)."""
     alloc_conf = setup_cuda_allocator(cfg)
     setup_launcher(cfg)
+    guard_forked_children()
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.logger.info(f'CUDA caching allocator: PYTORCH_CUDA_ALLOC_CONF={alloc_conf}')
     return runner

@@ -3,7 +3,7 @@ from .checkpoint_files import UnreadableCheckpointError, checkpoint_problem, fin
 from .config_check import check_config
 from .config_error import ConfigError
 from .dataset_compat import fix_dataset_subset_memo
-from .launcher import die_with_launcher
+from .launcher import die_with_launcher, guard_forked_children
 from .rng import get_rng_states, set_rng_states
 from .run_config import load_run_config, setup_cuda_allocator, setup_launcher, shutdown_distributed
 from .text import examples
@@ -14,5 +14,6 @@ __all__ = [
     'get_rng_states', 'set_rng_states', 'load_run_config', 'setup_launcher',
     'setup_cuda_allocator', 'shutdown_distributed',
     'WorkDirBusyError', 'lock_work_dir', 'examples', 'UnreadableCheckpointError',
-    'checkpoint_problem', 'find_resume_checkpoint', 'die_with_launcher'
+    'checkpoint_problem', 'find_resume_checkpoint', 'die_with_launcher',
+    'guard_forked_children'
 ]

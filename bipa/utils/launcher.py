@@ -5,6 +5,47 @@ import sys
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 LAUNCHER_PID = 'BIPA_LAUNCHER_PID'  # set by tools/dist_train.sh: the pid of its torchrun
+# what a forked child blocks: the parent's stop signals (bipa.engine.stop_signal)
+CHILD_BLOCKS = {signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2}
+_forking_pid = None
+_guarded = False
+
+
+def _set_parent_death_signal(signum: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), 'prctl(PR_SET_PDEATHSIG) failed')
+
+
+def _before_fork() -> None:
+    global _forking_pid
+    _forking_pid = os.getpid()
+
+
+def _guard_child() -> None:
+    _set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != _forking_pid:  # the parent ended before the line above
+        os._exit(1)
+    # blocked, not ignored: torch's DataLoader worker installs its own SIGTERM handler
+    signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_BLOCKS)
+
+
+def guard_forked_children() -> bool:
+    """From now on, every process this one forks (DataLoader workers under
+    the ``'fork'`` start method, the default runtime's ``env_cfg.mp_cfg``)
+    is SIGKILLed by the kernel when this process ends, however it ends
+    (``kill -9`` included), and blocks SIGTERM, SIGUSR1 and SIGUSR2: a
+    cluster signals every process of a job, and this process decides when
+    to stop (:class:`bipa.engine.stop_signal.StopSignals`). Composes with any
+    ``worker_init_fn`` (mmengine's seeding): it runs at the fork, before it.
+    Linux only; elsewhere nothing (returns False)."""
+    global _guarded
+    if not sys.platform.startswith('linux'):
+        return False
+    if not _guarded:
+        os.register_at_fork(before=_before_fork, after_in_child=_guard_child)
+        _guarded = True
+    return True
 
 
 def die_with_launcher() -> bool:
@@ -21,9 +62,7 @@ def die_with_launcher() -> bool:
     """
     if not sys.platform.startswith('linux'):
         return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), 'prctl(PR_SET_PDEATHSIG) failed')
+    _set_parent_death_signal(signal.SIGKILL)
     launcher = os.environ.get(LAUNCHER_PID)
     if launcher and int(launcher) != os.getppid():
         sys.exit(f'torchrun (pid {launcher}) has ended; worker {os.getpid()} stops')
