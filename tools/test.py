@@ -20,7 +20,7 @@ import bipa  # noqa: F401  (registers BiPA; lets torch load mmengine checkpoints
 from bipa.apis import runner_from_cfg
 from bipa.datasets import check_evaluation_split
 from bipa.models import check_checkpoint_fits
-from bipa.utils import load_run_config, shutdown_distributed
+from bipa.utils import check_run_inputs, load_run_config, shutdown_distributed
 from bipa.utils.cli import run_cli
 
 
@@ -83,6 +83,7 @@ def build_cfg(args) -> Config:
     cfg.resume = False
     if args.show or args.show_dir:
         cfg = enable_visualization(cfg, args)
+    check_run_inputs(cfg, training=False)
     return cfg
 
 

@@ -6,7 +6,7 @@ import sys
 from mmengine.config import Config, DictAction
 
 from bipa.apis import runner_from_cfg
-from bipa.utils import load_run_config, shutdown_distributed
+from bipa.utils import check_run_inputs, load_run_config, shutdown_distributed, switch_amp_off
 from bipa.utils.cli import run_cli
 
 
@@ -14,8 +14,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a BiPA detector')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs, checkpoints and the study')
-    parser.add_argument('--amp', action='store_true',
-                        help='enable automatic mixed precision (bf16 where supported)')
+    amp = parser.add_mutually_exclusive_group()
+    amp.add_argument('--amp', action='store_true',
+                     help='enable automatic mixed precision (bf16 where supported)')
+    amp.add_argument('--no-amp', action='store_true',
+                     help="train in float32 (optim_wrapper.type='OptimWrapper'), e.g. a config "
+                     'with AMP on a machine without a GPU')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate with the total batch size')
     parser.add_argument(
@@ -43,6 +47,8 @@ def build_cfg(args) -> Config:
         if wrapper != 'AmpOptimWrapper':
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+    if args.no_amp:
+        switch_amp_off(cfg)
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise RuntimeError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
@@ -53,6 +59,7 @@ def build_cfg(args) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    check_run_inputs(cfg, training=True)
     return cfg
 
 

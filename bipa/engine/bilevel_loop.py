@@ -151,7 +151,9 @@ class BilevelLoop(IterBasedTrainLoop):
 
     ``unit`` is ``'iter'`` or ``'epoch'`` (one epoch = one pass over D_tr).
     The loop is ``IterBasedTrainLoop`` (its ``run`` and hook calls, so
-    ``val_interval`` and checkpoint intervals are in iterations) plus three
+    ``val_interval`` and checkpoint intervals are in iterations; a
+    ``val_interval`` longer than the run validates never, not after the last
+    iteration as mmengine's loop does) plus three
     hooks: a round's search runs in ``after_train_iter`` of its last iteration,
     after the parameter schedulers and before ``CheckpointHook``; the phase
     switch before the schedulers; the loop's state rides in every checkpoint.
@@ -216,6 +218,9 @@ class BilevelLoop(IterBasedTrainLoop):
         self.adaptation_iters = cfg.T * self.round_iters
         self.finetune_iters = 0 if cfg.adaptation_only else cfg.K_c * self.iters_per_unit
         self._max_iters = self.adaptation_iters + self.finetune_iters
+        if cfg.val_interval > self._max_iters and not cfg.dynamic_intervals:
+            # no validation at all, where mmengine's loop would validate after the last iteration
+            self.val_begin = self._max_iters + 1
         self.dataloader_iterator = _ResumingIterator(self.dataloader_iterator, self._resume)
         # built here, so that a bad search setting stops the run before training
         self.search = self.build_search() if strategy == 'bilevel' else None
@@ -224,10 +229,12 @@ class BilevelLoop(IterBasedTrainLoop):
         for hook in (_LoopStateHook(self), _PhaseSwitchHook(self), _SearchHook(self),
                      _StopHook(self)):
             runner.register_hook(hook)
+        units = cfg.unit + 's' + (f'; 1 epoch = {self.iters_per_unit} iterations'
+                                  if cfg.unit == 'epoch' else '')
         runner.logger.info(
             f'BilevelLoop: strategy={strategy}, T={cfg.T}, K_a={cfg.K_a}, K_b={cfg.K_b}, '
-            f'K_c={cfg.K_c} ({cfg.unit}s; 1 {cfg.unit} = {self.iters_per_unit} iterations), '
-            f'{self._max_iters} iterations' + (', adaptation only' if cfg.adaptation_only else '')
+            f'K_c={cfg.K_c} ({units}), {self._max_iters} iterations'
+            + (', adaptation only' if cfg.adaptation_only else '')
             + f'; parameter schedulers (iterations): {runner.param_schedulers}')
         self._log_splits()
 
@@ -263,9 +270,9 @@ class BilevelLoop(IterBasedTrainLoop):
             scale = len(self.dataloader)
             if start % scale or length % scale:
                 raise ConfigError(
-                    f'{key}: {cfg["type"]} counts epochs (by_epoch=True) but the phase '
+                    f'{key} ({cfg["type"]}) counts epochs (by_epoch=True) but its phase '
                     f'(iterations {start}..{start + length}) is not whole epochs of '
-                    f'{scale} iterations; use by_epoch=False')
+                    f'{scale} iterations')
             cfg['convert_to_iter_based'] = True
         begin, end = cfg.get('begin', 0), cfg.get('end', length // scale)
         cfg['begin'] = start // scale + begin
@@ -280,12 +287,21 @@ class BilevelLoop(IterBasedTrainLoop):
             schedulers = []
         elif isinstance(schedulers, dict):
             schedulers = [schedulers]
-        resolved = [self._in_phase(s, 'param_scheduler', 0, self.adaptation_iters)
-                    for s in schedulers]
+        phases = [(s, f'param_scheduler.{i}', 0, self.adaptation_iters)
+                  for i, s in enumerate(schedulers)]
         if self.finetune_iters:
-            resolved += [self._in_phase(s, 'train_cfg.finetune.param_scheduler',
-                                        self.adaptation_iters, self.finetune_iters)
-                         for s in self.finetune_cfg.param_scheduler]
+            phases += [(s, f'train_cfg.finetune.param_scheduler.{i}', self.adaptation_iters,
+                        self.finetune_iters)
+                       for i, s in enumerate(self.finetune_cfg.param_scheduler)]
+        resolved, problems = [], []
+        for phase in phases:
+            try:
+                resolved.append(self._in_phase(*phase))
+            except ConfigError as err:  # every scheduler to change, in one line
+                problems.append(str(err))
+        if problems:
+            raise ConfigError('; '.join(problems) + ': set by_epoch=False (and begin/end/'
+                              'milestones in iterations) in each')
         return resolved or None
 
     def start_finetune(self) -> None:

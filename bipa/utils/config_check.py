@@ -20,6 +20,7 @@ import inspect
 import textwrap
 from typing import Optional, Tuple
 
+import mmengine.registry as mmengine_registry
 import torch
 from mmengine.config import Config
 from mmengine.registry import (
@@ -31,6 +32,7 @@ from mmengine.registry import (
     OPTIMIZERS,
     TASK_UTILS,
     TRANSFORMS,
+    Registry,
 )
 
 from .config_error import ConfigError
@@ -46,7 +48,8 @@ def check_config(cfg: Config) -> None:
     """Raise :class:`ConfigError` naming the first unknown key of ``model``,
     ``optim_wrapper`` (with its optimizer), the dataloaders (their datasets,
     pipelines and samplers) and ``train_cfg`` as ``<full key>: unknown key;
-    <class> takes: <its keys>``, or a ``model.type`` no registry holds."""
+    <class> takes: <its keys>``, a ``model.type`` no registry holds, or a
+    ``type`` that none holds but one holds a near name of."""
     scopes = _Scoped(cfg.get('default_scope'))
     model = cfg.get('model')
     if isinstance(model, dict) and isinstance(model.get('type'), str) \
@@ -79,6 +82,13 @@ def _check(cfg, path: str, family: tuple, scopes: '_Scoped', name: str = '') -> 
     if not isinstance(cfg, dict) or name in SKIPPED:
         return
     obj = scopes.resolve(cfg.get('type'), family)
+    if obj is None and isinstance(cfg.get('type'), str) and not scopes.anywhere(cfg['type']):
+        # types built by other means (e.g. mmcv ops by name) resolve nowhere: only a
+        # near miss of a registered name is called a typo
+        near = difflib.get_close_matches(cfg['type'], scopes.names(*family), n=1, cutoff=0.8)
+        if near:
+            raise ConfigError(f'{path}.type: {cfg["type"]!r} is not registered; did you mean '
+                              f'{near[0]!r}?')
     if hasattr(obj, 'check_cfg'):
         obj.check_cfg(cfg)
     elif obj is not None:
@@ -108,13 +118,24 @@ class _Scoped:
                 self.registries[registry] = scoped
         return self.registries[registry]
 
-    def names(self, registry) -> list:
-        """Every name ``registry`` holds in this scope and its parents."""
-        names, scoped = [], self.scoped(registry)
-        while scoped is not None:
-            names += list(scoped.module_dict)
-            scoped = scoped.parent
+    def names(self, *registries) -> list:
+        """Every name the registries hold in this scope and its parents."""
+        names = []
+        for registry in registries:
+            scoped = self.scoped(registry)
+            while scoped is not None:
+                names += list(scoped.module_dict)
+                scoped = scoped.parent
         return names
+
+    @staticmethod
+    def anywhere(type_: str) -> bool:
+        """Whether any registry (mmengine's roots and every scope's children)
+        holds ``type_``."""
+        def holds(registry) -> bool:
+            return type_ in registry.module_dict or any(
+                holds(child) for child in registry.children.values())
+        return any(isinstance(r, Registry) and holds(r) for r in vars(mmengine_registry).values())
 
     def resolve(self, type_, family: tuple):
         """The class (or function) ``type_`` names in the first registry of

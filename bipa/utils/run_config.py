@@ -1,12 +1,14 @@
 import gc
 import os
 import os.path as osp
+import tempfile
 from datetime import timedelta
 from typing import Optional
 
 import torch
 from mmengine.config import Config
 
+from .checkpoint_files import checkpoint_problem
 from .config_check import check_config
 from .config_error import ConfigError
 from .launcher import die_with_launcher
@@ -28,6 +30,43 @@ def load_run_config(config: str, *, cfg_options: Optional[dict] = None,
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
     return cfg
+
+
+AMP_ONLY_KEYS = ('dtype', 'loss_scale', 'use_fsdp')  # AmpOptimWrapper's own arguments
+
+
+def switch_amp_off(cfg: Config) -> None:
+    """``--no-amp``: ``optim_wrapper`` as a plain ``OptimWrapper`` (float32),
+    without ``AmpOptimWrapper``'s own keys; nothing when AMP is off."""
+    wrapper = cfg.get('optim_wrapper')
+    if isinstance(wrapper, dict) and wrapper.get('type') == 'AmpOptimWrapper':
+        wrapper.type = 'OptimWrapper'
+        for key in AMP_ONLY_KEYS:
+            wrapper.pop(key, None)
+
+
+def check_run_inputs(cfg: Config, *, training: bool) -> None:
+    """What a run needs from this machine, checked before anything is built:
+    a work dir it can write, a readable ``load_from`` and, to train with
+    ``AmpOptimWrapper``, a GPU. Raises :class:`ConfigError` (one line)."""
+    work_dir = cfg.work_dir
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=work_dir):
+            pass
+    except OSError as err:
+        raise ConfigError(f'work dir {work_dir} cannot be written ({err.strerror}): choose '
+                          'another with --work-dir') from None
+    load_from = cfg.get('load_from')
+    if load_from and '://' not in str(load_from):
+        problem = checkpoint_problem(str(load_from))
+        if problem is not None:
+            raise ConfigError(f'load_from: {load_from} is {problem}; expected a checkpoint '
+                              'saved by tools/train.py')
+    wrapper = cfg.get('optim_wrapper') or {}
+    if training and wrapper.get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
+        raise ConfigError("optim_wrapper.type='AmpOptimWrapper' (mixed precision) needs a GPU "
+                          'and this machine has none: pass --no-amp to train in float32')
 
 
 def setup_cuda_allocator(cfg: Config) -> Optional[str]:

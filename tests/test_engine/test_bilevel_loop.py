@@ -8,13 +8,15 @@ import shutil
 import optuna
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from optuna.trial import TrialState
 
+from bipa.apis import use_data_root
 from bipa.engine import BaseSolver, BilevelLoop
 from bipa.utils import ConfigError
-from tests.conftest import Killed
+from tests.conftest import DEMO_CFG, Killed
 from tests.test_engine.conftest import (
     KillAt,
     RecordPrompt,
@@ -266,7 +268,7 @@ def test_epoch_schedulers_count_from_the_phase_start(loop_cfg):
 
 @pytest.mark.parametrize('finetune, match', [
     (dict(param_scheduler=[dict(type='MultiStepLR', milestones=[1])]),
-     r'train_cfg\.finetune\.param_scheduler: MultiStepLR counts epochs'),
+     r'train_cfg\.finetune\.param_scheduler\.0 \(MultiStepLR\) counts epochs'),
     (dict(learning_rate=1e-3), r"train_cfg\.finetune has unknown key\(s\) \['learning_rate'\]"),
     (dict(lr=-1), r'train_cfg\.finetune\.lr must be a positive number'),
     (dict(reset_optimizer=1), r'train_cfg\.finetune\.reset_optimizer must be True or False, got 1'),
@@ -274,6 +276,45 @@ def test_epoch_schedulers_count_from_the_phase_start(loop_cfg):
 def test_bad_finetune_config(loop_cfg, finetune, match):
     with pytest.raises(ValueError, match=match):
         Runner.from_cfg(loop_cfg(finetune=finetune)).train()
+
+
+class CountValidations(Hook):
+    def __init__(self):
+        self.count = 0
+
+    def before_val_epoch(self, runner):
+        self.count += 1
+
+
+@pytest.mark.parametrize('interval, validations', [(10000, 0), (3, 2)])
+def test_validation_interval(loop_cfg, interval, validations):
+    """Every ``val_interval`` iterations and after the last one, or never when
+    the interval is longer than the run (6 iterations)."""
+    cfg = loop_cfg(val_interval=interval, K_b=1)
+    demo = Config.fromfile(str(DEMO_CFG))
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):
+        cfg[key] = demo[key]
+    use_data_root(cfg, cfg.train_dataloader.dataset.data_root)
+    hook = CountValidations()
+    run(cfg, hook)
+    assert hook.count == validations
+
+
+def test_an_epoch_schedule_on_iterations_names_every_scheduler_at_once(loop_cfg):
+    """The paper's schedule (epochs in both phases) with unit='iter': one error
+    names both keys to change."""
+    cfg = loop_cfg(K_a=3, finetune=dict(param_scheduler=[
+        dict(type='LinearLR', by_epoch=False, begin=0, end=1),
+        dict(type='MultiStepLR', milestones=[1])]))
+    cfg.param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[1])]
+    with pytest.raises(ValueError) as err:
+        Runner.from_cfg(cfg).train()
+    assert str(err.value) == (
+        'param_scheduler.0 (MultiStepLR) counts epochs (by_epoch=True) but its phase '
+        '(iterations 0..6) is not whole epochs of 4 iterations; '
+        'train_cfg.finetune.param_scheduler.1 (MultiStepLR) counts epochs (by_epoch=True) but '
+        'its phase (iterations 6..8) is not whole epochs of 4 iterations: set by_epoch=False '
+        '(and begin/end/milestones in iterations) in each')
 
 
 class RecordAdamSteps(Hook):

@@ -306,6 +306,48 @@ def test_train_unknown_key_is_one_line(data_cfg, tmp_path, capsys, option, messa
     assert line.endswith('(--debug shows the traceback)')
 
 
+def _truncated_checkpoint(folder):
+    path = folder / 'cut.pth'
+    torch.save(dict(state_dict=dict(w=torch.zeros(1000))), path)
+    os.truncate(path, path.stat().st_size // 2)
+    return path
+
+
+@pytest.mark.parametrize('case', ['load_from', 'work_dir', 'amp', 'type'])
+def test_bad_run_inputs_are_one_line_before_the_runner(data_cfg, tmp_path, capsys, case):
+    """Each stopped before the model is built (the Runner is not)."""
+    args, message = dict(
+        load_from=(['--cfg-options', f'load_from={_truncated_checkpoint(tmp_path)}'],
+                   f'load_from: {tmp_path / "cut.pth"} is truncated or damaged '
+                   f'({(tmp_path / "cut.pth").stat().st_size} bytes: File is not a zip file); '
+                   'expected a checkpoint saved by tools/train.py'),
+        work_dir=(['--work-dir', '/sys/bipa_work'],
+                  'work dir /sys/bipa_work cannot be written (Operation not permitted): choose '
+                  'another with --work-dir'),
+        amp=(['--cfg-options', 'optim_wrapper.type=AmpOptimWrapper'],
+             "optim_wrapper.type='AmpOptimWrapper' (mixed precision) needs a GPU and this "
+             'machine has none: pass --no-amp to train in float32'),
+        type=(['--cfg-options', 'model.neck.type=FAINek'],
+              "model.neck.type: 'FAINek' is not registered; did you mean 'FAINeck'?"),
+    )[case]
+    if '--work-dir' not in args:
+        args += ['--work-dir', str(tmp_path / 'work')]
+    with mock.patch('mmengine.runner.Runner.__init__', side_effect=AssertionError('built')):
+        code = _cli(load_tool('train'), data_cfg, *args)
+    line = _one_error_line(capsys)
+    assert code == 2 and line == f'error: {message} (--debug shows the traceback)', line
+
+
+def test_no_amp_switches_a_config_with_amp_to_float32(data_cfg, tmp_path):
+    train = load_tool('train')
+    args = train.parse_args([str(data_cfg), '--work-dir', str(tmp_path), '--no-amp',
+                             '--cfg-options', 'optim_wrapper.type=AmpOptimWrapper',
+                             'optim_wrapper.dtype=bfloat16', 'optim_wrapper.loss_scale=512'])
+    wrapper = train.build_cfg(args).optim_wrapper
+    assert wrapper.type == 'OptimWrapper' and 'dtype' not in wrapper \
+        and 'loss_scale' not in wrapper and wrapper.optimizer.type == 'AdamW'
+
+
 def test_test_tool_unknown_key_is_one_line(tools, data_cfg, checkpoint, tmp_path, capsys):
     option, message = TYPOS[2]
     with mock.patch('mmengine.runner.Runner.__init__', side_effect=AssertionError('built')):
