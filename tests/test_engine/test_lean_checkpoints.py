@@ -136,3 +136,33 @@ def test_a_moved_sam_file_with_the_same_content_is_accepted(lean_run, tmp_path):
                                       str(tmp_path / 'work'), '--cfg-options',
                                       f'model.sam_checkpoint={moved}'])
     assert 'coco/segm_mAP' in metrics
+
+
+@pytest.mark.parametrize('half', [False, True])
+def test_a_published_checkpoint_is_self_contained(lean_run, tmp_path, half):
+    """publish_checkpoint.py writes every weight: it loads without the SAM file
+    (another one in the config), as the lean one with the file does."""
+    publish = load_tool('model_converters/publish_checkpoint').main
+    lean = os.path.join(lean_run.work_dir, 'iter_6.pth')
+    path = publish([str(lean_run.config_file), lean, str(tmp_path / 'bipa.pth')]
+                   + ['--half'] * half)
+    assert os.path.basename(path).startswith('bipa-') and os.listdir(tmp_path) == [
+        os.path.basename(path)]
+    published = torch.load(path, weights_only=False)
+    assert FROZEN_META not in published['meta'] and 'optimizer' not in published
+    model = lean_run.model.state_dict()
+    assert published['state_dict'].keys() == model.keys()
+    for name, value in model.items():
+        stored = published['state_dict'][name]
+        assert stored.dtype == (torch.float16 if half and value.is_floating_point()
+                                else value.dtype), name
+        assert torch.equal(stored, value.to(stored.dtype)), name
+    if not half:
+        other = tmp_path / 'other_sam.pth'
+        state = torch.load(SAM, weights_only=True)
+        torch.save({k: v + 1 for k, v in state.items()}, other)
+        metrics = [load_tool('test').main([str(lean_run.config_file), p, '--work-dir',
+                                           str(tmp_path / name), '--cfg-options',
+                                           f'model.sam_checkpoint={sam}'])
+                   for name, p, sam in (('lean', lean, SAM), ('published', path, other))]
+        assert metrics[0] == metrics[1] and 'coco/segm_mAP' in metrics[0]
