@@ -8,9 +8,10 @@ from mmengine.hooks import CheckpointHook
 from mmengine.runner import find_latest_checkpoint
 
 from ..models.frozen_weights import complete_checkpoint, make_lean
-from ..utils import UnreadableCheckpointError, checkpoint_problem
+from ..utils import UnreadableCheckpointError
 from ..utils.checkpoint_files import (
     ATOMIC_BACKEND,
+    load_from_problem,
     remove_stale_temporaries,
     repair_last_checkpoint,
 )
@@ -82,10 +83,8 @@ class AtomicCheckpointHook(CheckpointHook):
             if warning is not None:
                 runner.logger.warning(warning)
             barrier()
-        elif '://' not in str(load_from) and (problem := checkpoint_problem(str(load_from))):
-            raise UnreadableCheckpointError(
-                f'cannot resume from {load_from}: {problem}; --resume without a path resumes '
-                'from the newest readable checkpoint in the work dir')
+        elif (problem := load_from_problem(load_from, resume=True)) is not None:
+            raise UnreadableCheckpointError(problem)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if not self.save_frozen:

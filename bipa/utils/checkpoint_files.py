@@ -105,6 +105,20 @@ def checkpoint_problem(path: str) -> Optional[str]:
     return None
 
 
+def load_from_problem(load_from: Optional[str], resume: bool) -> Optional[str]:
+    """Why a run cannot start from ``load_from`` (a local file that is
+    missing, empty or truncated), as one line, or ``None``."""
+    if not load_from or '://' in str(load_from):
+        return None
+    problem = checkpoint_problem(str(load_from))
+    if problem is None:
+        return None
+    if resume:
+        return (f'cannot resume from {load_from}: {problem}; --resume without a path resumes '
+                'from the newest readable checkpoint in the work dir')
+    return f'load_from: {load_from} is {problem}; expected a checkpoint saved by tools/train.py'
+
+
 def _iter_checkpoints(folder: str) -> List[Tuple[int, str]]:
     """``(iteration, path)`` of the ``iter_<n>.pth`` files in ``folder``,
     newest first."""

@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from mmengine.config import Config
 
-from .checkpoint_files import checkpoint_problem
+from .checkpoint_files import UnreadableCheckpointError, load_from_problem
 from .config_check import check_config
 from .config_error import ConfigError
 from .launcher import die_with_launcher
@@ -47,8 +47,9 @@ def switch_amp_off(cfg: Config) -> None:
 
 def check_run_inputs(cfg: Config, *, training: bool) -> None:
     """What a run needs from this machine, checked before anything is built:
-    a work dir it can write, a readable ``load_from`` and, to train with
-    ``AmpOptimWrapper``, a GPU. Raises :class:`ConfigError` (one line)."""
+    a work dir it can write and, to train, a readable ``load_from`` (else
+    :class:`UnreadableCheckpointError`) and a GPU for ``AmpOptimWrapper``
+    (else :class:`ConfigError`). Each error is one line."""
     work_dir = cfg.work_dir
     try:
         os.makedirs(work_dir, exist_ok=True)
@@ -57,14 +58,13 @@ def check_run_inputs(cfg: Config, *, training: bool) -> None:
     except OSError as err:
         raise ConfigError(f'work dir {work_dir} cannot be written ({err.strerror}): choose '
                           'another with --work-dir') from None
-    load_from = cfg.get('load_from')
-    if load_from and '://' not in str(load_from):
-        problem = checkpoint_problem(str(load_from))
-        if problem is not None:
-            raise ConfigError(f'load_from: {load_from} is {problem}; expected a checkpoint '
-                              'saved by tools/train.py')
+    if not training:
+        return
+    problem = load_from_problem(cfg.get('load_from'), cfg.get('resume', False))
+    if problem is not None:
+        raise UnreadableCheckpointError(problem)
     wrapper = cfg.get('optim_wrapper') or {}
-    if training and wrapper.get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
+    if wrapper.get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
         raise ConfigError("optim_wrapper.type='AmpOptimWrapper' (mixed precision) needs a GPU "
                           'and this machine has none: pass --no-amp to train in float32')
 
