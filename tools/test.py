@@ -11,10 +11,8 @@ import os.path as osp
 import sys
 
 from mmdet.evaluation import DumpDetResults
-from mmdet.registry import DATASETS
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
 
 import bipa  # noqa: F401  (registers BiPA; lets torch load mmengine checkpoints)
 from bipa.apis import runner_from_cfg
@@ -94,12 +92,11 @@ def main(argv=None) -> dict:
     setup_cache_size_limit_of_dynamo()
     cfg = build_cfg(args)
     evaluator = cfg.get('test_evaluator') or {}
-    if isinstance(evaluator, dict) and not evaluator.get('format_only', False):
-        # before the Runner, which would set the scope: the dataset's and its
-        # transforms' registries are mmdet's
-        init_default_scope(cfg.get('default_scope', 'mmdet'))
-        check_evaluation_split(DATASETS.build(cfg.test_dataloader.dataset))
     runner = runner_from_cfg(cfg)
+    if isinstance(evaluator, dict) and not evaluator.get('format_only', False):
+        # the dataset runner.test() evaluates (mmengine builds the test loop once):
+        # a second build would read the json again and repeat its warnings
+        check_evaluation_split(runner.test_dataloader.dataset)
     if '://' not in args.checkpoint:
         check_checkpoint_fits(runner.model, args.checkpoint, allow_partial=args.allow_partial)
     if args.out is not None:

@@ -1,13 +1,18 @@
 """Bad annotation files and images give one clear message naming the file."""
+import glob
 import json
 import shutil
 
 import cv2
 import numpy as np
 import pytest
-from mmdet.registry import DATASETS
+import torch
+from mmdet.registry import DATASETS, MODELS
+from mmengine.config import Config
 
+from bipa.apis import use_data_root
 from bipa.datasets import SYNTHETIC_CLASSES, AnnotationError, ImageReadError
+from tests.conftest import DEMO_CFG, load_tool, run_tool
 
 
 @pytest.fixture
@@ -108,6 +113,38 @@ def test_annotations_of_categories_that_are_not_classes(data, monkeypatch):
     assert logged == [f'{data / "annotations" / "train.json"}: dropped 2 annotation(s) of '
                       'categories that are not classes (ignore_extra_categories=True): '
                       "'jellyfish' (2)"]
+
+
+def test_test_tool_warns_once_of_dropped_categories(tiny_data, tmp_path, monkeypatch):
+    """tools/test.py on a split with annotations of a category that is not a
+    class, dropped with ``ignore_extra_categories=True``: one warning, in the
+    run's log, as the README says (a dataset build warns once; mmengine hides a
+    repeated warning only within one logger)."""
+    import bipa.datasets.underwater as underwater
+
+    root = tmp_path / 'data'
+    shutil.copytree(tiny_data, root)
+    path = root / 'annotations' / 'test.json'
+    coco = json.loads(path.read_text())
+    coco['categories'].append(dict(id=99, name='jellyfish'))
+    coco['annotations'][0]['category_id'] = 99
+    path.write_text(json.dumps(coco))
+    cfg = use_data_root(Config.fromfile(str(DEMO_CFG)), str(root))
+    cfg.test_dataloader.dataset.ignore_extra_categories = True
+    cfg.dump(str(tmp_path / 'cfg.py'))
+    checkpoint = tmp_path / 'random.pth'
+    torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict()), checkpoint)
+
+    logged, print_log = [], underwater.print_log
+    monkeypatch.setattr(underwater, 'print_log',
+                        lambda msg, **kw: (logged.append(msg), print_log(msg, **kw)))
+    monkeypatch.delenv('PYTORCH_CUDA_ALLOC_CONF', raising=False)  # the tool sets it
+    run_tool(load_tool('test'), tmp_path / 'cfg.py', checkpoint, '--work-dir', tmp_path / 'work')
+    warning = (f'{path}: dropped 1 annotation(s) of categories that are not classes '
+               "(ignore_extra_categories=True): 'jellyfish' (1)")
+    assert logged.count(warning) == 1, logged
+    log, = glob.glob(str(tmp_path / 'work' / '*' / '*.log'))
+    assert open(log).read().count(warning) == 1
 
 
 def test_images_without_instances_are_filtered_in_training_only(data):

@@ -1,6 +1,6 @@
-import itertools
 import json
 import shutil
+import uuid
 
 import pytest
 import torch
@@ -45,9 +45,6 @@ def run_loop(cfg, hook=None):
     return runner
 
 
-_EXPERIMENTS = itertools.count()
-
-
 def killed_in_search_and_resumed(loop_cfg, monkeypatch, *, round_idx, trial, work_dir,
                                  **train_cfg):
     """A run of ``loop_cfg(work_dir=work_dir, **train_cfg)`` killed while
@@ -82,10 +79,14 @@ def make_loop_cfg(data_root, work_dir, **train_cfg):
     Each config names its own experiment: mmengine names a run's logger after
     the experiment (config name and start time to the second), and a Runner
     built in the same second as an earlier one of the same name gets that
-    one's logger, which writes to the earlier run's log file."""
+    one's logger, which writes to the earlier run's log file. The name is
+    random, not a count: this file is imported twice in one process (by
+    pytest as ``conftest``, by the test modules as
+    ``tests.test_engine.conftest``; the folder is no package), and two
+    counters would hand out the same names."""
     cfg = tiny_bilevel_cfg(data_root)
     cfg.merge_from_dict({'work_dir': str(work_dir), 'log_level': 'WARNING',
-                         'experiment_name': f'loop_{next(_EXPERIMENTS)}'})
+                         'experiment_name': f'loop_{uuid.uuid4().hex[:12]}'})
     cfg.param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[3],
                                 gamma=0.5)]
     cfg.train_cfg.finetune = dict(lr=1e-3, param_scheduler=[

@@ -22,6 +22,12 @@ def last_checkpoint(work_dir):
 
 
 def log_of(runner):
+    """The run's log file. mmengine keys a run's logger by experiment name and
+    start second: a Runner that shares both with an earlier one in this
+    process gets that one's logger, which writes (and prints) to the earlier
+    run's file, and this run's log dir holds none."""
+    assert osp.dirname(runner.logger.log_file) == runner.log_dir, (
+        f'the run logs to {runner.logger.log_file}, another run\'s log file')
     return ''.join(open(p).read() for p in glob.glob(osp.join(runner.log_dir, '*.log')))
 
 
