@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from bipa.apis import load_rounds
-from bipa.engine import BaseSolver
-from bipa.engine.stop_signal import STOPPED_EXIT_CODE, TrainingStopped
+from bipa.engine import BaseSolver, BilevelConfig
+from bipa.engine.stop_signal import STOPPED_EXIT_CODE, StopSignals, TrainingStopped
 from bipa.utils.cli import run_cli
 from tests.conftest import load_tool
 from tests.test_engine.conftest import assert_same_weights, run_loop
@@ -21,10 +21,10 @@ def trials(work_dir):
             for r, study in load_rounds(osp.join(work_dir, 'prompt_search.db')).items()}
 
 
-@pytest.mark.parametrize('name', ['SIGTERM', 'SIGUSR1'])
-def test_a_signal_mid_adaptation_stops_with_a_checkpoint(name, loop_cfg, reference_run,
-                                                         tmp_path, monkeypatch, capsys):
-    """Through tools/train.py: the signal in iteration 3 (round 2's first)."""
+def test_a_signal_mid_adaptation_stops_with_a_checkpoint(loop_cfg, reference_run, tmp_path,
+                                                         monkeypatch, capsys):
+    """Through tools/train.py: SIGTERM in iteration 3 (round 2's first)."""
+    name = 'SIGTERM'
     monkeypatch.setenv('OMP_NUM_THREADS', '1')  # the reference's threads
     cfg = loop_cfg(stop_signals=['SIGTERM', 'SIGUSR1'])
     resume_cfg, signalled_cfg = tmp_path / 'run.py', tmp_path / 'signalled.py'
@@ -47,6 +47,19 @@ def test_a_signal_mid_adaptation_stops_with_a_checkpoint(name, loop_cfg, referen
     state = torch.load(work_dir / 'iter_6.pth', weights_only=True)['state_dict']
     for key, value in reference_run.model.state_dict().items():
         assert torch.equal(state[key], value), key
+
+
+def test_stop_signals_are_configurable_and_restored():
+    before = signal.getsignal(signal.SIGUSR1)
+    with StopSignals(['SIGUSR1']) as stop:
+        assert stop.received() is None
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert stop.received() == 'SIGUSR1'
+    assert signal.getsignal(signal.SIGUSR1) is before
+    with pytest.raises(ValueError, match=r"train_cfg\.stop_signals must be a list of signal "
+                       r"names among \('SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGINT'\), got "
+                       r"\['SIGKILL'\]"):
+        BilevelConfig.from_cfg(dict(stop_signals=['SIGKILL']))
 
 
 def test_a_signal_mid_search_stops_after_the_trial(loop_cfg, reference_run, tmp_path,

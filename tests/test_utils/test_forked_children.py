@@ -13,12 +13,13 @@ import torch
 from tests.conftest import ROOT
 
 TRAINER = textwrap.dedent('''
-    import os, signal, sys, time
+    import os, runpy, signal, sys, time
     import torch
     from mmengine.dataset import worker_init_fn
     from functools import partial
     from torch.utils.data import DataLoader
-    from bipa.utils import guard_forked_children
+    # the module alone, not the bipa package (whose imports take seconds)
+    guard_forked_children = runpy.run_path(sys.argv[3])['guard_forked_children']
 
     class Slow(torch.utils.data.Dataset):
         def __len__(self):
@@ -57,7 +58,8 @@ def alive(pid):
 
 def trainer(guarded, signal_name='none'):
     # a session of its own: the SIGTERM to its process group reaches no one else
-    proc = subprocess.run([sys.executable, '-c', TRAINER, guarded, signal_name], cwd=ROOT,
+    proc = subprocess.run([sys.executable, '-c', TRAINER, guarded, signal_name,
+                           str(ROOT / 'bipa' / 'utils' / 'launcher.py')], cwd=ROOT,
                           capture_output=True, text=True, timeout=40, start_new_session=True,
                           env={**os.environ, 'PYTHONPATH': str(ROOT)})
     lines = proc.stdout.split('\n')

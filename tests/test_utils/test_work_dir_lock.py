@@ -4,11 +4,16 @@ import sys
 import pytest
 
 from bipa.utils import WorkDirBusyError, lock_work_dir
+from tests.conftest import ROOT
+
+LOCK_MODULE = ROOT / 'bipa' / 'utils' / 'work_dir_lock.py'
 
 
 def test_second_holder_is_refused(tmp_path):
     handle = lock_work_dir(str(tmp_path))
-    code = ('import sys; from bipa.utils import lock_work_dir\n'
+    # the module alone, not the bipa package (whose imports take seconds)
+    code = ('import runpy, sys\n'
+            f'lock_work_dir = runpy.run_path({str(LOCK_MODULE)!r})["lock_work_dir"]\n'
             'try:\n    lock_work_dir(sys.argv[1])\n'
             'except Exception as e:\n    print(type(e).__name__, e); sys.exit(3)\n')
     proc = subprocess.run([sys.executable, '-c', code, str(tmp_path)], capture_output=True,
