@@ -1,4 +1,6 @@
+import atexit
 import ctypes
+import multiprocessing
 import os
 import signal
 import sys
@@ -36,7 +38,9 @@ def guard_forked_children() -> bool:
     is SIGKILLed by the kernel when this process ends, however it ends
     (``kill -9`` included), and blocks SIGTERM, SIGUSR1 and SIGUSR2: a
     cluster signals every process of a job, and this process decides when
-    to stop (:class:`bipa.engine.stop_signal.StopSignals`). Composes with any
+    to stop (:class:`bipa.engine.stop_signal.StopSignals`); at this
+    process's normal exit its daemonic children (persistent workers) are
+    SIGKILLed rather than SIGTERMed. Composes with any
     ``worker_init_fn`` (mmengine's seeding): it runs at the fork, before it.
     Linux only; elsewhere nothing (returns False)."""
     global _guarded
@@ -44,8 +48,17 @@ def guard_forked_children() -> bool:
         return False
     if not _guarded:
         os.register_at_fork(before=_before_fork, after_in_child=_guard_child)
+        # before multiprocessing's own exit handler (atexit runs last-registered first),
+        # which would SIGTERM its daemonic children, blocked here, and join them forever
+        atexit.register(_kill_daemonic_children)
         _guarded = True
     return True
+
+
+def _kill_daemonic_children() -> None:
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
 
 
 def die_with_launcher() -> bool:

@@ -43,6 +43,8 @@ TRAINER = textwrap.dedent('''
         os.killpg(0, signal.SIGTERM)
         time.sleep(0.5)
         print(' '.join(str(w.is_alive()) for w in it._workers), flush=True)
+    if sys.argv[2] == 'exit':  # a normal end, persistent workers alive
+        sys.exit(0)
     os.kill(os.getpid(), signal.SIGKILL)
 ''')
 
@@ -85,3 +87,12 @@ def test_workers_outlive_a_stop_signal_and_die_with_a_kill_9():
     # mmengine's worker seeding still ran: worker 0's seed is 2 * rank 0 + 0 + seed 5
     torch.manual_seed(5)
     assert value == float(torch.rand(1))
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='prctl is Linux only')
+def test_a_guarded_trainer_exits_normally_with_persistent_workers():
+    """multiprocessing's exit handler SIGTERMs daemonic workers and joins them:
+    with SIGTERM blocked in them the trainer would hang there."""
+    proc, pids, _, _ = trainer('guarded', 'exit')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not any(alive(p) for p in pids)
