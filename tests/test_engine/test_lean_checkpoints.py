@@ -3,6 +3,7 @@ a pre-trained local backbone's) stay out of every checkpoint, and come back
 from those files, checked to be the same, wherever a checkpoint is loaded."""
 import os
 import shutil
+import subprocess
 
 import pytest
 import torch
@@ -123,9 +124,15 @@ def test_resume_from_a_lean_checkpoint_is_bitwise(lean_run, tiny_data, resnet, t
     with pytest.raises(Killed):
         run_loop(lean_cfg(tiny_data, work_dir, resnet), KillAt(3))
     assert sorted(f for f in os.listdir(work_dir) if f.endswith('.pth')) == ['iter_2.pth']
+    # what a process killed while writing iter_4.pth leaves: removed at the next start
+    gone = subprocess.Popen(['true'])
+    gone.wait()
+    stale = work_dir / f'.iter_4.pth.{gone.pid}.tmp'
+    stale.write_bytes(b'half a checkpoint')
     cfg = lean_cfg(tiny_data, work_dir, resnet)
     cfg.resume = True
     assert_same_weights(lean_run, run_loop(cfg))
+    assert not stale.exists()
 
 
 def test_a_moved_sam_file_with_the_same_content_is_accepted(lean_run, tmp_path):
