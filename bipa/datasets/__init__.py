@@ -1,5 +1,5 @@
 from .dval import SearchSplit, default_search_pipeline, val_split_dataset
-from .holdout import build_holdout_split, holdout_image_ids
+from .holdout import HoldoutError, build_holdout_split, holdout_image_ids
 from .transforms import CheckedLoadImageFromFile, ImageReadError
 from .underwater import (
                          SYNTHETIC_CLASSES,
@@ -13,7 +13,8 @@ from .underwater import (
 
 __all__ = [
     'AnnotationError', 'check_evaluation_split', 'CheckedLoadImageFromFile', 'ImageReadError',
-    'build_holdout_split', 'holdout_image_ids', 'SearchSplit', 'default_search_pipeline',
+    'HoldoutError', 'build_holdout_split', 'holdout_image_ids', 'SearchSplit',
+    'default_search_pipeline',
     'val_split_dataset', 'SYNTHETIC_CLASSES',
     'UIISDataset',
     'USIS10KDataset', 'USIS10KForegroundDataset', 'SyntheticUnderwaterDataset'

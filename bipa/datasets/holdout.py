@@ -10,6 +10,10 @@ HOLDOUT_PARTS = ('train', 'holdout')
 HOLDOUT_SEED = 0
 
 
+class HoldoutError(ValueError):
+    """A holdout that leaves D_tr or D_val empty."""
+
+
 def holdout_image_ids(img_ids, *, fraction: Optional[float] = None,
                       count: Optional[int] = None, seed: int = HOLDOUT_SEED) -> set:
     """The image ids held out: ``count`` images, or ``round(fraction * N)``, drawn
@@ -24,8 +28,9 @@ def holdout_image_ids(img_ids, *, fraction: Optional[float] = None,
             raise ValueError(f'holdout fraction must lie in (0, 1), got {fraction}')
         count = int(round(fraction * len(ids)))
     if not 0 < count < len(ids):
-        raise ValueError(f'cannot hold out {count} of {len(ids)} training images: '
-                         'need at least one on each side')
+        raise HoldoutError(f'train_cfg.holdout: cannot hold out {count} of {len(ids)} training '
+                           'images: need at least one on each side (more training images, or '
+                           'another fraction or count)')
     perm = np.random.default_rng(seed).permutation(len(ids))
     return {ids[i] for i in perm[:count]}
 

@@ -10,12 +10,12 @@ import torch
 def user_errors() -> tuple:
     """The errors that describe bad input (files, data, checkpoints, work dir),
     each with a message that names what to fix."""
-    from ..datasets import AnnotationError, ImageReadError
+    from ..datasets import AnnotationError, HoldoutError, ImageReadError
     from ..models import SAMCheckpointError
     from .config_error import ConfigError
     from .work_dir_lock import WorkDirBusyError
-    return (AnnotationError, ImageReadError, SAMCheckpointError, WorkDirBusyError,
-            ConfigError, FileNotFoundError)
+    return (AnnotationError, HoldoutError, ImageReadError, SAMCheckpointError,
+            WorkDirBusyError, ConfigError, FileNotFoundError)
 
 
 def cpu_threads() -> Optional[int]:

@@ -23,7 +23,11 @@ def load_run_config(config: str, *, cfg_options: Optional[dict] = None,
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
     if cfg_options is not None:
-        cfg.merge_from_dict(cfg_options)
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except TypeError as err:  # e.g. a key set under a value that is None in the config
+            raise ConfigError(f'--cfg-options: {err} (e.g. KEY._delete_=True KEY.type=...)'
+                              ) from None
     check_config(cfg)
     if work_dir is not None:
         cfg.work_dir = work_dir

@@ -313,7 +313,7 @@ def _truncated_checkpoint(folder):
     return path
 
 
-@pytest.mark.parametrize('case', ['load_from', 'work_dir', 'amp', 'type'])
+@pytest.mark.parametrize('case', ['load_from', 'work_dir', 'amp', 'type', 'under_none'])
 def test_bad_run_inputs_are_one_line_before_the_runner(data_cfg, tmp_path, capsys, case):
     """Each stopped before the model is built (the Runner is not)."""
     args, message = dict(
@@ -329,6 +329,11 @@ def test_bad_run_inputs_are_one_line_before_the_runner(data_cfg, tmp_path, capsy
              'machine has none: pass --no-amp to train in float32'),
         type=(['--cfg-options', 'model.neck.type=FAINek'],
               "model.neck.type: 'FAINek' is not registered; did you mean 'FAINeck'?"),
+        under_none=(['--cfg-options', 'model.local_backbone.init_cfg.checkpoint=r50.pth'],
+                    "--cfg-options: init_cfg={'checkpoint': 'r50.pth'} in child config cannot "
+                    'inherit from base because init_cfg is a dict in the child config but is of '
+                    "type <class 'NoneType'> in base config. You may set `_delete_=True` to "
+                    'ignore the base config. (e.g. KEY._delete_=True KEY.type=...)'),
     )[case]
     if '--work-dir' not in args:
         args += ['--work-dir', str(tmp_path / 'work')]
@@ -336,6 +341,15 @@ def test_bad_run_inputs_are_one_line_before_the_runner(data_cfg, tmp_path, capsy
         code = _cli(load_tool('train'), data_cfg, *args)
     line = _one_error_line(capsys)
     assert code == 2 and line == f'error: {message} (--debug shows the traceback)', line
+
+
+def test_a_holdout_that_empties_a_side_is_one_line(data_cfg, tmp_path, capsys):
+    code = _cli(load_tool('train'), data_cfg, '--work-dir', tmp_path / 'work', '--cfg-options',
+                'train_cfg.holdout.fraction=None', 'train_cfg.holdout.count=10')
+    assert code == 2 and _error_lines(capsys) == [
+        'error: train_cfg.holdout: cannot hold out 10 of 10 training images: need at least one '
+        'on each side (more training images, or another fraction or count) (--debug shows the '
+        'traceback)']
 
 
 def test_no_amp_switches_a_config_with_amp_to_float32(data_cfg, tmp_path):
