@@ -17,7 +17,8 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from bipa.apis import use_data_root
-from bipa.datasets import SYNTHETIC_CLASSES, SyntheticUnderwaterDataset
+from bipa.datasets import SYNTHETIC_CLASSES, SyntheticUnderwaterDataset, holdout_image_ids
+from bipa.utils.cli import run_cli
 from tests.conftest import DEMO_CFG, ROOT, load_tool, run_tool
 
 CONFIG = str(DEMO_CFG)
@@ -162,7 +163,6 @@ def test_browse_dataset(tools, data_cfg, tmp_path, split, size):
 # --- bad input: one line, exit 2 -------------------------------------------
 
 def _cli(tool, *args):
-    from bipa.utils.cli import run_cli
     return run_cli(tool.main, [str(a) for a in args])
 
 
@@ -343,10 +343,10 @@ def test_bad_run_inputs_are_one_line_before_the_runner(data_cfg, tmp_path, capsy
     assert code == 2 and line == f'error: {message} (--debug shows the traceback)', line
 
 
-def test_a_holdout_that_empties_a_side_is_one_line(data_cfg, tmp_path, capsys):
-    code = _cli(load_tool('train'), data_cfg, '--work-dir', tmp_path / 'work', '--cfg-options',
-                'train_cfg.holdout.fraction=None', 'train_cfg.holdout.count=10')
-    assert code == 2 and _error_lines(capsys) == [
+def test_a_holdout_that_empties_a_side_is_one_line(capsys):
+    def main(argv):
+        holdout_image_ids(range(10), count=10)
+    assert run_cli(main, []) == 2 and _error_lines(capsys) == [
         'error: train_cfg.holdout: cannot hold out 10 of 10 training images: need at least one '
         'on each side (more training images, or another fraction or count) (--debug shows the '
         'traceback)']
