@@ -102,10 +102,11 @@ def loop_cfg(tiny_data, tmp_path):
     return make
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def reference_run(tiny_data, tmp_path_factory):
     """One uninterrupted run of the default ``loop_cfg()``, shared by the tests
-    of a module; ``runner.prompt_record`` holds rho after every iteration."""
+    of every module of a worker (read, never changed);
+    ``runner.prompt_record`` holds rho after every iteration."""
     runner = Runner.from_cfg(make_loop_cfg(tiny_data, tmp_path_factory.mktemp('ref')))
     runner.prompt_record = RecordPrompt()
     runner.register_hook(runner.prompt_record)
