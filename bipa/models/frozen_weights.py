@@ -61,23 +61,20 @@ def frozen_sources(model: nn.Module) -> Dict[str, Tuple[str, List[str]]]:
     return {key: (path, sorted(names & frozen)) for key, (path, names) in declared().items()}
 
 
-def make_lean(model: nn.Module, checkpoint: dict) -> int:
+def make_lean(model: nn.Module, checkpoint: dict) -> None:
     """Drop from ``checkpoint['state_dict']`` (in place) the frozen weights the
-    config's files supply, and record those files in its meta. Returns the
-    number of bytes left out."""
+    config's files supply, and record those files in its meta."""
     state = checkpoint['state_dict']
-    record, dropped = {}, 0
+    record = {}
     for key, (path, names) in frozen_sources(model).items():
         names = [n for n in names if n in state]
         if not names:
             continue
         for name in names:
-            tensor = state.pop(name)
-            dropped += tensor.numel() * tensor.element_size()
+            del state[name]
         record[key] = dict(path=osp.abspath(path), names=names, **file_fingerprint(path))
     if record:
         checkpoint.setdefault('meta', {})[FROZEN_META] = record
-    return dropped
 
 
 def lean_record(checkpoint: dict) -> Optional[Dict[str, dict]]:
