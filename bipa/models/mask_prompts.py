@@ -1,5 +1,5 @@
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -13,14 +13,17 @@ class MaskPrompts:
     ``image_embeddings``: ``(B, D, h, w)`` from the ViT neck; ``image_pe``:
     ``(1, D, h, w)`` SAM's dense positional encoding of that grid;
     ``tokens``: ``(N, T, D)`` sparse prompts; ``img_inds``: ``(N,)`` the image
-    of each instance. Training, inference and the prompt search all decode
-    from this structure (:meth:`BiPA.mask_prompts`).
+    of each instance; ``decoder_features``: per image, the encoder features
+    the decoder also reads, already projected (SAM 2's high-resolution
+    maps; none for SAM 1). Training, inference and the prompt search all
+    decode from this structure (:meth:`BiPA.mask_prompts`).
     """
 
     image_embeddings: Tensor
     image_pe: Tensor
     tokens: Tensor
     img_inds: Tensor
+    decoder_features: Tuple[Tensor, ...] = field(default=())
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -40,4 +43,7 @@ class MaskPrompts:
             offsets += p.image_embeddings.shape[0]
         return MaskPrompts(image_embeddings=torch.cat([p.image_embeddings for p in parts]),
                            image_pe=parts[0].image_pe, tokens=torch.cat([p.tokens for p in parts]),
-                           img_inds=torch.cat(img_inds))
+                           img_inds=torch.cat(img_inds),
+                           decoder_features=tuple(
+                               torch.cat(level)
+                               for level in zip(*(p.decoder_features for p in parts))))

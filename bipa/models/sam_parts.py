@@ -5,11 +5,12 @@ model holding SAM parts (:class:`SAMViTAdapter`, :class:`SAMPromptMaskHead`,
 :class:`BoxPromptedSAM`) has the key layout of SAM's checkpoints.
 """
 from functools import partial
-from typing import Dict, Tuple, Union
+from typing import Dict, Union
 
-import torch
-from segment_anything.modeling import ImageEncoderViT, MaskDecoder, TwoWayTransformer
-from torch import Tensor, nn
+from segment_anything.modeling import ImageEncoderViT
+from torch import nn
+
+from .mask_decoders import SAMMaskDecoder
 
 # segment_anything's build_sam_vit_{h,l,b} settings
 SAM_ARCHS: Dict[str, dict] = {
@@ -47,40 +48,6 @@ def build_image_encoder(arch: Union[str, dict]) -> ImageEncoderViT:
 
 
 def build_mask_decoder(*, embed_dim: int = 256, mlp_dim: int = 2048, depth: int = 2,
-                       num_heads: int = 8) -> MaskDecoder:
+                       num_heads: int = 8) -> SAMMaskDecoder:
     """SAM's mask decoder (3 multi-mask outputs + 1, IoU head of depth 3)."""
-    return MaskDecoder(
-        num_multimask_outputs=3, transformer_dim=embed_dim, iou_head_depth=3,
-        iou_head_hidden_dim=256,
-        transformer=TwoWayTransformer(depth=depth, embedding_dim=embed_dim, mlp_dim=mlp_dim,
-                                      num_heads=num_heads))
-
-
-def decode_single_mask(decoder: MaskDecoder, image_embeddings: Tensor, tokens: Tensor,
-                       img_inds: Tensor, image_pe: Tensor,
-                       dense_prompt: Tensor) -> Tuple[Tensor, Tensor]:
-    """Single-mask logits ``(N, 1, 4h, 4w)`` and IoU predictions ``(N,)``.
-
-    ``image_embeddings``: ``(B, D, h, w)``; ``tokens``: ``(N, T, D)`` sparse
-    prompts; ``img_inds``: ``(N,)`` image of each instance; ``image_pe``:
-    ``(1, D, h, w)``; ``dense_prompt``: ``(D,)``, added at every position (SAM's
-    ``no_mask_embed`` when there is no mask prompt).
-
-    The math of SAM's ``MaskDecoder.predict_masks`` restricted to its
-    single-mask output (mask token 0), for the instances of several images in
-    one call: SAM's own method takes one image at a time and also runs the
-    three multi-mask hypernetworks.
-    """
-    n = tokens.shape[0]
-    dtype = image_embeddings.dtype
-    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
-    queries = torch.cat([output_tokens.expand(n, -1, -1).to(dtype), tokens.to(dtype)], dim=1)
-    src = image_embeddings[img_inds] + dense_prompt.to(dtype).view(1, -1, 1, 1)
-    pos = image_pe.to(dtype).expand(n, -1, -1, -1)
-    b, c, h, w = src.shape
-    hs, src = decoder.transformer(src, pos, queries)
-    upscaled = decoder.output_upscaling(src.transpose(1, 2).view(b, c, h, w))
-    hyper = decoder.output_hypernetworks_mlps[0](hs[:, 1, :])
-    masks = (hyper.unsqueeze(1) @ upscaled.flatten(2)).view(n, 1, *upscaled.shape[-2:])
-    iou = decoder.iou_prediction_head(hs[:, 0, :])[:, 0]
-    return masks, iou
+    return SAMMaskDecoder(embed_dim=embed_dim, mlp_dim=mlp_dim, depth=depth, num_heads=num_heads)

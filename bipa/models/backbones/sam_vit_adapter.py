@@ -1,29 +1,25 @@
 """SAM's ViT image encoder, frozen, with trainable UA-ViT adapters."""
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from mmdet.registry import MODELS
-from mmengine.model import BaseModule
 from segment_anything.modeling.image_encoder import Block, window_partition, window_unpartition
-from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from ...utils import ConfigError
-from ..layers import BlockAdapter, rel_pos_attention
+from ..layers import rel_pos_attention
 from ..sam_parts import build_image_encoder, resolve_sam_arch
-
-GRAD_MODES = ('residual', 'checkpoint', 'exact')
-MLP_ADAPTER_INPUTS = ('pre_norm', 'post_norm')
+from .adapted_encoder import AdaptedEncoder
+from .encoder_output import EncoderOutput
 
 
 @MODELS.register_module()
-class SAMViTAdapter(BaseModule):
+class SAMViTAdapter(AdaptedEncoder):
     """SAM ViT image encoder with UA-ViT adapters (colour, MLP, optional space).
 
-    Returns ``(image_embedding, hidden_states)``: the SAM-neck embedding
-    ``(B, 256, H/16, W/16)`` and the outputs of the blocks in ``out_indices``
-    as ``(B, C, H/16, W/16)`` maps for the FAI neck.
+    Returns an :class:`EncoderOutput`: the SAM-neck embedding
+    ``(B, 256, H/16, W/16)`` and, as its levels, the outputs of the blocks in
+    ``out_indices`` as ``(B, C, H/16, W/16)`` maps for the FAI neck (every
+    level ``embed_dim`` channels at the patch stride).
 
     ``out_indices`` defaults to SAM's global-attention blocks, 0-based
     ``(7, 15, 23, 31)`` for ViT-H: the paper's blocks 8/16/24/32 in 1-based
@@ -75,84 +71,50 @@ class SAMViTAdapter(BaseModule):
                  grad_mode: str = 'residual',
                  adapter_init: str = 'identity',
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
         arch_cfg = self.resolve_arch(arch)
-        depth = arch_cfg['depth']
+        encoder = build_image_encoder(arch_cfg)
+        super().__init__(encoder, encoder.blocks, [arch_cfg['embed_dim']] * arch_cfg['depth'],
+                         adapter_indices=adapter_indices, adapter_ratio=adapter_ratio,
+                         mlp_adapter_scale=mlp_adapter_scale,
+                         use_space_adapter=use_space_adapter,
+                         mlp_adapter_input=mlp_adapter_input, grad_mode=grad_mode,
+                         adapter_init=adapter_init, init_cfg=init_cfg)
         self.arch = arch_cfg
-        self.encoder = build_image_encoder(arch_cfg)
-        self.adapter_indices = tuple(
-            range(depth // 4, depth, 2) if adapter_indices is None else adapter_indices)
         self.out_indices = tuple(
             arch_cfg['global_attn_indexes'] if out_indices is None else out_indices)
-        for name, indices in (('adapter_indices', self.adapter_indices),
-                              ('out_indices', self.out_indices)):
-            bad = [i for i in indices if not 0 <= i < depth]
-            if bad:
-                raise ConfigError(f'model.backbone.{name} {bad} out of range for a '
-                                  f'{depth}-block ViT')
-        if grad_mode not in GRAD_MODES:
-            raise ConfigError(f'model.backbone.grad_mode must be one of {GRAD_MODES}, '
-                              f'got {grad_mode!r}')
-        self.grad_mode = grad_mode
-        if mlp_adapter_input not in MLP_ADAPTER_INPUTS:
-            raise ConfigError(f'model.backbone.mlp_adapter_input must be one of '
-                              f'{MLP_ADAPTER_INPUTS}, got {mlp_adapter_input!r}')
-        self.mlp_adapter_input = mlp_adapter_input
-        self.adapters = nn.ModuleDict({
-            str(i): BlockAdapter(arch_cfg['embed_dim'], ratio=adapter_ratio,
-                                 mlp_scale=mlp_adapter_scale, use_space=use_space_adapter,
-                                 init=adapter_init)
-            for i in self.adapter_indices})
+        self.check_block_indices('out_indices', self.out_indices, arch_cfg['depth'])
         self.embed_dim = arch_cfg['embed_dim']
         self.out_channels = arch_cfg['out_chans']
-        self._freeze_encoder()
+        self.level_channels = (self.embed_dim,) * len(self.out_indices)
+        self.level_strides = (arch_cfg['patch_size'],) * len(self.out_indices)
 
     resolve_arch = staticmethod(resolve_sam_arch)
-
-    def _freeze_encoder(self) -> None:
-        self.encoder.eval()
-        for p in self.encoder.parameters():
-            p.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> 'SAMViTAdapter':
-        super().train(mode)
-        self._freeze_encoder()
-        return self
+    sam_version = 1  # SAM's decoder and checkpoint layout
 
     # --- forward -----------------------------------------------------------
 
-    def _attention(self, block: Block, x: torch.Tensor) -> torch.Tensor:
-        """SAM's block attention (``norm1`` + windowing + rel-pos MHSA) via SDPA."""
-        attn = block.attn
-        x = block.norm1(x)
-        hw = x.shape[1:3]
-        if block.window_size > 0:
-            x, pad_hw = window_partition(x, block.window_size)
-        b, h, w, _ = x.shape
-        qkv = attn.qkv(x).reshape(b, h * w, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        out = rel_pos_attention(q, k, v, attn.rel_pos_h, attn.rel_pos_w, (h, w),
-                                scale=attn.scale, fold_bias=block.window_size == 0)
-        out = attn.proj(out.transpose(1, 2).reshape(b, h, w, -1))
-        if block.window_size > 0:
-            out = window_unpartition(out, block.window_size, pad_hw, hw)
-        return out
+    @property
+    def encoder_blocks(self):
+        return self.encoder.blocks
 
-    def _block(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        block = self.encoder.blocks[index]
-        adapter = self.adapters[str(index)] if str(index) in self.adapters else None
-        exact = self.grad_mode != 'residual'
-        with torch.set_grad_enabled(exact and torch.is_grad_enabled()):
-            h = self._attention(block, x)
-        if adapter is not None:
-            h = adapter.attn(h)
-        x = x + h
-        with torch.set_grad_enabled(exact and torch.is_grad_enabled()):
-            n = block.norm2(x)
-            m = block.mlp(n)
-        if adapter is not None:
-            m = m + adapter.mlp(x if self.mlp_adapter_input == 'pre_norm' else n)
-        return x + m
+    def _attention(self, block: Block, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """SAM's block attention (``norm1`` + windowing + rel-pos MHSA) via SDPA;
+        the shortcut is the stream itself."""
+        with self.frozen_grad():
+            attn = block.attn
+            h = block.norm1(x)
+            hw = h.shape[1:3]
+            if block.window_size > 0:
+                h, pad_hw = window_partition(h, block.window_size)
+            b, hh, ww, _ = h.shape
+            qkv = attn.qkv(h).reshape(b, hh * ww, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv.unbind(0)
+            out = rel_pos_attention(q, k, v, attn.rel_pos_h, attn.rel_pos_w, (hh, ww),
+                                    scale=attn.scale, fold_bias=block.window_size == 0)
+            out = attn.proj(out.transpose(1, 2).reshape(b, hh, ww, -1))
+            if block.window_size > 0:
+                out = window_unpartition(out, block.window_size, pad_hw, hw)
+        return x, out
 
     def _pos_embed(self, hw: Tuple[int, int]) -> torch.Tensor:
         pos = self.encoder.pos_embed
@@ -161,7 +123,7 @@ class SAMViTAdapter(BaseModule):
                                 align_corners=False).permute(0, 2, 3, 1)
         return pos
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> EncoderOutput:
         patch = self.encoder.patch_embed.proj.stride[0]
         if x.shape[-2] % patch or x.shape[-1] % patch:
             raise ValueError(f'input size {tuple(x.shape[-2:])} is not a multiple of the '
@@ -169,17 +131,6 @@ class SAMViTAdapter(BaseModule):
         with torch.no_grad():
             x = self.encoder.patch_embed(x)
             x = x + self._pos_embed(x.shape[1:3])
-        hidden = []
-        for i in range(len(self.encoder.blocks)):
-            trainable = x.requires_grad or str(i) in self.adapters
-            if not (trainable and torch.is_grad_enabled()):
-                with torch.no_grad():
-                    x = self._block(i, x)
-            elif self.grad_mode == 'checkpoint':
-                x = checkpoint(self._block, i, x, use_reentrant=False)
-            else:
-                x = self._block(i, x)
-            if i in self.out_indices:
-                hidden.append(x.permute(0, 3, 1, 2))
+        x, hidden = self._forward_blocks(x, self.out_indices)
         embedding = self.encoder.neck(x.permute(0, 3, 1, 2))
-        return embedding, hidden
+        return EncoderOutput(embedding, hidden, self.level_strides)

@@ -10,6 +10,7 @@ from mmengine.logging import MessageHub
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from ...utils import ConfigError
 from ..layers.dense_prompt import DensePrompt
 from ..mask_prompts import MaskPrompts
 from ..prompted_features import PromptedFeatures
@@ -20,8 +21,9 @@ from ..sam_checkpoint import load_sam_checkpoint, sam_targets
 class BiPA(TwoStageDetector):
     """BiPA: a Mask R-CNN-shaped detector whose mask branch is SAM.
 
-    ``backbone`` (:class:`SAMViTAdapter`) gives SAM's image embedding and four
-    hidden states; ``local_backbone`` (a frozen ResNet-50) gives C2..C5 of the
+    ``backbone`` (:class:`SAMViTAdapter`, or :class:`SAM2HieraAdapter` for
+    SAM 2.1) gives SAM's image embedding and four levels of features
+    (:class:`EncoderOutput`); ``local_backbone`` (a frozen ResNet-50) gives C2..C5 of the
     same normalised image; ``neck`` (:class:`FAINeck`) fuses them into five FPN
     levels for the RPN and the RoI head (:class:`BiPARoIHead`), whose mask
     head prompts SAM's decoder with sparse tokens per box and the dense
@@ -51,6 +53,13 @@ class BiPA(TwoStageDetector):
                          train_cfg=train_cfg, test_cfg=test_cfg,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.local_backbone = MODELS.build(local_backbone)
+        encoder = getattr(self.backbone, 'sam_version', 1)
+        decoder = self.roi_head.mask_head.mask_decoder.sam_version
+        if encoder != decoder:
+            raise ConfigError(
+                f'model.roi_head.mask_head.mask_decoder is a SAM {decoder} decoder but '
+                f'model.backbone ({type(self.backbone).__name__}) a SAM {encoder} encoder: '
+                f"use type='{'SAM2MaskDecoder' if encoder == 2 else 'SAMMaskDecoder'}'")
         self.sam_checkpoint = sam_checkpoint
         self.sam_checkpoint_strict = sam_checkpoint_strict
 
@@ -170,8 +179,9 @@ class BiPA(TwoStageDetector):
                                     self.test_cfg.rcnn, rescale=rescale)
 
     def extract_feat(self, batch_inputs: Tensor) -> PromptedFeatures:
-        image_embeddings, hidden_states = self.backbone(batch_inputs)
+        encoded = self.backbone(batch_inputs)
         local_feats = self.local_backbone(batch_inputs)
-        levels = self.neck(hidden_states, local_feats)
-        return PromptedFeatures(levels, image_embeddings=image_embeddings,
-                                input_size=batch_inputs.shape[-2:])
+        levels = self.neck(encoded.levels, local_feats)
+        return PromptedFeatures(levels, image_embeddings=encoded.image_embedding,
+                                input_size=batch_inputs.shape[-2:],
+                                decoder_features=encoded.decoder_features)

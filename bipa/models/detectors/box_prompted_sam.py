@@ -12,12 +12,7 @@ from mmengine.structures import InstanceData
 from segment_anything.modeling import PromptEncoder
 from torch import Tensor
 
-from ..sam_parts import (
-    build_image_encoder,
-    build_mask_decoder,
-    decode_single_mask,
-    resolve_sam_arch,
-)
+from ..sam_parts import build_image_encoder, build_mask_decoder, resolve_sam_arch
 
 
 @MODELS.register_module()
@@ -102,9 +97,9 @@ class BoxPromptedSAM(BaseDetector):
         for boxes ``(N, 4)`` (xyxy, input pixels) of images ``img_inds``, in
         one decoder call for the whole batch."""
         sparse, _ = self.prompt_encoder(points=None, boxes=boxes, masks=None)
-        return decode_single_mask(self.mask_decoder, embeddings, sparse, img_inds,
-                                  self.prompt_encoder.get_dense_pe(),
-                                  self.prompt_encoder.no_mask_embed.weight[0])
+        return self.mask_decoder.decode_single(embeddings, sparse, img_inds,
+                                               self.prompt_encoder.get_dense_pe(),
+                                               self.prompt_encoder.no_mask_embed.weight[0])
 
     def jitter(self, boxes: Tensor, img_shape: Tuple[int, int]) -> Tensor:
         """Boxes moved by N(0, box_noise * side) per coordinate, kept in the image."""

@@ -1,11 +1,12 @@
 """Foreground Attention Injection (FAI) neck of BiPA (CVPR 2026).
 
-Per level ``v`` the ViT hidden state ``F_v`` (stride 16) and the local CNN
+Per level ``v`` the encoder feature ``F_v`` (SAM's ViT: stride 16 at every
+level; SAM 2's Hiera: one stage per level) and the local CNN
 feature ``C_v`` are turned into ``F̄_v`` and ``Ḡ_v`` at the local stride and
 fused as ``H_v = (1 - α) · Ḡ_v + α · F̄_v`` with ``α = φ(F̄_v, Ḡ_v)``; a simple
 FPN head then produces the multi-level outputs.
 """
-from typing import List, Sequence, Tuple
+from typing import List, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -139,7 +140,9 @@ class FAINeck(BaseModule):
     """Foreground Attention Injection neck followed by a simple FPN.
 
     Args:
-        vit_channels: Channels of each ViT hidden state.
+        vit_channels: Channels of the encoder's features: one number for
+            every level (SAM's ViT) or one per level (SAM 2's Hiera stages),
+            the backbone's ``level_channels``.
         local_channels: Channels of the local (CNN) features, one per level.
         out_channels: Channels of the fused maps and of every output.
         num_outs: Number of outputs; levels beyond ``len(local_channels)`` are
@@ -162,12 +165,13 @@ class FAINeck(BaseModule):
             code): GELU only.
         norm_cfg: Norm of the conv blocks before the fusion.
         local_strides: Stride of each local feature.
-        vit_stride: Stride of the ViT hidden states.
+        vit_stride: Stride of the encoder's features: one number or one per
+            level (the backbone's ``level_strides``).
         init_cfg: Initialization config.
     """
 
     def __init__(self,
-                 vit_channels: int = 1280,
+                 vit_channels: Union[int, Sequence[int]] = 1280,
                  local_channels: Sequence[int] = (256, 512, 1024, 2048),
                  out_channels: int = 256,
                  num_outs: int = 5,
@@ -179,7 +183,7 @@ class FAINeck(BaseModule):
                  sampling_norm: bool = True,
                  norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
                  local_strides: Sequence[int] = (4, 8, 16, 32),
-                 vit_stride: int = 16,
+                 vit_stride: Union[int, Sequence[int]] = 16,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if fusion not in FUSIONS:
@@ -197,6 +201,8 @@ class FAINeck(BaseModule):
         self.num_levels = len(local_channels)
         self.num_outs = num_outs
         self.local_strides = tuple(local_strides)
+        vit_channels = self._per_level('vit_channels', vit_channels)
+        vit_stride = self._per_level('vit_stride', vit_stride)
 
         bad = [c for c in local_channels if c % ema_group_channels]
         if ema_group_channels < 1 or bad:
@@ -224,10 +230,17 @@ class FAINeck(BaseModule):
                           bias=False), LayerNorm2d(out_channels))
             for _ in local_channels)
 
-    def _build_vit_branches(self, vit_channels: int, out_channels: int, *,
+    def _per_level(self, name: str, value: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        values = (value,) * self.num_levels if isinstance(value, int) else tuple(value)
+        if len(values) != self.num_levels:
+            raise ConfigError(f'model.neck.{name} {values} must give one value per level '
+                              f'({self.num_levels}) or one for all')
+        return values
+
+    def _build_vit_branches(self, vit_channels: Sequence[int], out_channels: int, *,
                             attention: str, sampling_norm: bool,
                             multiscale_conv: str, norm_cfg: ConfigType,
-                            vit_stride: int) -> None:
+                            vit_stride: Sequence[int]) -> None:
         """``F_v → F̄_v``: channel attention, :class:`MultiScaleConv`,
         :class:`ScaleAwareSampling` to the level's stride.
 
@@ -243,17 +256,21 @@ class FAINeck(BaseModule):
             raise ConfigError(
                 f'model.neck.sampling_norm must be True or False, got {sampling_norm!r}')
         shared = attention == 'shared'
+        if shared and len(set(vit_channels)) > 1:
+            raise ConfigError(
+                "model.neck.vit_channel_attention='shared' needs the same channels at every "
+                f'level, got {tuple(vit_channels)}: use \'per_level\'')
         self.vit_channel_attention = ChannelAttention(
-            vit_channels, reduction=16, act_cfg=dict(type='ReLU'),
+            vit_channels[0], reduction=16, act_cfg=dict(type='ReLU'),
             bias=False) if shared else nn.Identity()
         self.vit_branches = nn.ModuleList(
             nn.Sequential(
-                nn.Identity() if shared else ChannelAttention(vit_channels),
-                MultiScaleConv(vit_channels, out_channels,
+                nn.Identity() if shared else ChannelAttention(c),
+                MultiScaleConv(c, out_channels,
                                conv=multiscale_conv, norm_cfg=norm_cfg),
-                ScaleAwareSampling(out_channels, in_stride=vit_stride, out_stride=s,
+                ScaleAwareSampling(out_channels, in_stride=vs, out_stride=s,
                                    norm_cfg=norm_cfg if sampling_norm else None))
-            for s in self.local_strides)
+            for c, vs, s in zip(vit_channels, vit_stride, self.local_strides))
 
     def fuse(self, vit_feats: Sequence[Tensor],
              local_feats: Sequence[Tensor]) -> List[Tensor]:

@@ -99,7 +99,8 @@ class BiPARoIHead(StandardRoIHead):
         inference and the prompt search (:meth:`BiPA.mask_prompts`) use it."""
         mask_feats = self.mask_roi_extractor(x[:self.mask_roi_extractor.num_inputs], rois)
         return self.mask_head.prompts(mask_feats, rois, x.image_embeddings,
-                                      input_size=x.input_size)
+                                      input_size=x.input_size,
+                                      decoder_features=x.decoder_features)
 
     def _mask_forward(self, x: PromptedFeatures, rois: Tensor = None,
                       pos_inds: Optional[Tensor] = None,

@@ -13,8 +13,8 @@ from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 from torch import Tensor, nn
 
 from ...utils import ConfigError
+from .. import mask_decoders  # noqa: F401  (registers the decoders)
 from ..mask_prompts import MaskPrompts
-from ..sam_parts import build_mask_decoder, decode_single_mask
 
 ANCHORS = ('none', 'box')
 MASK_UPSAMPLES = ('logits', 'probs')
@@ -42,10 +42,15 @@ class SAMPromptMaskHead(BaseModule):
     SAM weights would need it trainable (the demo pre-trains its tiny SAM
     instead: see :class:`BoxPromptedSAM`).
 
+    ``mask_decoder`` picks the decoder: ``dict(type='SAMMaskDecoder')`` (SAM)
+    or ``dict(type='SAM2MaskDecoder')`` (SAM 2.1, which also reads the
+    encoder's high-resolution features); ``decoder_*`` size it.
+
     ``anchor='box'`` (beyond the paper): each RoI's tokens are SAM's own box
     prompt of the RoI (its two corner tokens: SAM's positional encoding of
     the corners plus the learned corner embeddings, ``point_embeddings[2:4]``
-    of SAM's prompt encoder, frozen) plus a learned residual,
+    of SAM's prompt encoder, frozen; SAM 2 adds its padding point,
+    ``not_a_point_embed``, as a third token) plus a learned residual,
     ``residual_scale * generator(roi_feats)`` with ``residual_scale``
     starting at zero: at step 0 the mask branch is box-prompted SAM, which
     the frozen decoder was trained to read. ``anchor='none'`` (the paper):
@@ -64,6 +69,7 @@ class SAMPromptMaskHead(BaseModule):
                  decoder_mlp_dim: int = 2048,
                  decoder_depth: int = 2,
                  decoder_num_heads: int = 8,
+                 mask_decoder: dict = dict(type='SAMMaskDecoder'),
                  loss_mask: dict = dict(type='CrossEntropyLoss', use_sigmoid=True,
                                         loss_weight=1.0),
                  loss_dice: Optional[dict] = None,
@@ -83,19 +89,24 @@ class SAMPromptMaskHead(BaseModule):
         self.anchor = anchor
         self.mask_upsample = mask_upsample
         generator = dict(embed_dim=embed_dim, **prompt_generator)
+        decoder_cfg = dict(embed_dim=embed_dim, mlp_dim=decoder_mlp_dim, depth=decoder_depth,
+                           num_heads=decoder_num_heads, **mask_decoder)
+        self.pads_box_prompt = MODELS.get(decoder_cfg['type']).pads_box_prompt
         if anchor == 'box':
-            if generator.setdefault('num_tokens', 2) != 2:
+            num_box_tokens = 3 if self.pads_box_prompt else 2
+            if generator.setdefault('num_tokens', num_box_tokens) != num_box_tokens:
                 raise ConfigError(f"{key}.prompt_generator.num_tokens: anchor='box' adds a "
-                                  f"residual to SAM's 2 box tokens, got "
+                                  f"residual to SAM's {num_box_tokens} box tokens, got "
                                   f"{generator['num_tokens']} tokens")
             # SAM's prompt_encoder.point_embeddings: 0/1 points, 2/3 box corners
             self.point_embeddings = nn.ModuleList(nn.Embedding(1, embed_dim) for _ in range(4))
+            if self.pads_box_prompt:
+                self.not_a_point_embed = nn.Embedding(1, embed_dim)
             self.residual_scale = nn.Parameter(torch.zeros(embed_dim))
         self.prompt_generator = MODELS.build(generator)
         self.dense_prompt = MODELS.build(dict(embed_dim=embed_dim, **dense_prompt))
         self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
-        self.mask_decoder = build_mask_decoder(embed_dim=embed_dim, mlp_dim=decoder_mlp_dim,
-                                               depth=decoder_depth, num_heads=decoder_num_heads)
+        self.mask_decoder = MODELS.build(decoder_cfg)
         self.loss_mask = MODELS.build(loss_mask)
         self.loss_dice = MODELS.build(loss_dice) if loss_dice is not None else None
         self.chunk_size = chunk_size
@@ -106,6 +117,8 @@ class SAMPromptMaskHead(BaseModule):
         frozen = [self.pe_layer] + ([self.mask_decoder] if self.freeze_decoder else [])
         if self.anchor == 'box':
             frozen.append(self.point_embeddings)
+            if self.pads_box_prompt:
+                frozen.append(self.not_a_point_embed)
         for module in frozen:
             module.eval()
             for p in module.parameters():
@@ -125,19 +138,26 @@ class SAMPromptMaskHead(BaseModule):
     def box_tokens(self, boxes: Tensor, input_size: Sequence[int]) -> Tensor:
         """SAM's box prompt ``(N, 2, D)`` of boxes ``(N, 4)`` (xyxy, pixels of the
         padded input of size ``input_size``), as SAM's ``PromptEncoder`` embeds
-        it: corner positional encodings plus the corner embeddings."""
+        it: corner positional encodings plus the corner embeddings; for SAM 2
+        ``(N, 3, D)``, the padding point's embedding after the corners."""
         corners = (boxes.float() + 0.5).reshape(-1, 2, 2)  # pixel centres
         tokens = self.pe_layer.forward_with_coords(corners, tuple(input_size))
         corner_embed = torch.cat([self.point_embeddings[2].weight,
                                   self.point_embeddings[3].weight])
-        return tokens + corner_embed
+        tokens = tokens + corner_embed
+        if self.pads_box_prompt:
+            pad = self.not_a_point_embed.weight.expand(len(tokens), 1, -1)
+            tokens = torch.cat([tokens, pad.to(tokens.dtype)], dim=1)
+        return tokens
 
     def prompts(self, roi_feats: Tensor, rois: Tensor, image_embeddings: Tensor, *,
-                input_size: Optional[Sequence[int]] = None) -> MaskPrompts:
+                input_size: Optional[Sequence[int]] = None,
+                decoder_features: Sequence[Tensor] = ()) -> MaskPrompts:
         """The decoder's inputs for RoIs ``(N, 5)`` of a batch: sparse tokens from
         their RoI features ``(N, C, S, S)`` (and, with ``anchor='box'``, their
         boxes in the padded input of size ``input_size``), the image
-        embeddings and SAM's PE."""
+        embeddings, SAM's PE and the decoder's projection of the encoder's
+        ``decoder_features``."""
         tokens = self.prompt_generator(roi_feats)
         if self.anchor == 'box':
             if input_size is None:
@@ -146,7 +166,9 @@ class SAMPromptMaskHead(BaseModule):
                       + self.residual_scale * tokens)
         return MaskPrompts(image_embeddings=image_embeddings,
                            image_pe=self.image_pe(image_embeddings.shape[-2:]),
-                           tokens=tokens, img_inds=rois[:, 0].long())
+                           tokens=tokens, img_inds=rois[:, 0].long(),
+                           decoder_features=self.mask_decoder.project_features(
+                               decoder_features))
 
     def decode(self, prompts: MaskPrompts, *, dense_prompt: Optional[Tensor] = None,
                with_iou: bool = False):
@@ -154,7 +176,7 @@ class SAMPromptMaskHead(BaseModule):
         decoder's IoU predictions ``(N,)``).
 
         ``dense_prompt`` (``(D,)``) defaults to the current rho. SAM's decoder
-        math for several images in one call (:func:`decode_single_mask`).
+        math for several images in one call (:meth:`SAMMaskDecoder.decode_single`).
         """
         if len(prompts) == 0:
             h, w = prompts.image_embeddings.shape[-2:]
@@ -162,16 +184,18 @@ class SAMPromptMaskHead(BaseModule):
             return (masks, masks.new_zeros(0)) if with_iou else masks
         if dense_prompt is None:
             dense_prompt = self.dense_prompt()
-        masks, iou = decode_single_mask(self.mask_decoder, prompts.image_embeddings,
-                                        prompts.tokens, prompts.img_inds, prompts.image_pe,
-                                        dense_prompt)
+        masks, iou = self.mask_decoder.decode_single(
+            prompts.image_embeddings, prompts.tokens, prompts.img_inds, prompts.image_pe,
+            dense_prompt, prompts.decoder_features)
         return (masks, iou) if with_iou else masks
 
     def forward(self, roi_feats: Tensor, rois: Tensor, image_embeddings: Tensor, *,
-                input_size: Optional[Sequence[int]] = None) -> Tensor:
+                input_size: Optional[Sequence[int]] = None,
+                decoder_features: Sequence[Tensor] = ()) -> Tensor:
         """Low-res mask logits ``(N, 1, 4h, 4w)`` for RoIs ``(N, 5)`` of a batch."""
         return self.decode(self.prompts(roi_feats, rois, image_embeddings,
-                                        input_size=input_size))
+                                        input_size=input_size,
+                                        decoder_features=decoder_features))
 
     @staticmethod
     def upsample(mask_preds: Tensor, size: Sequence[int]) -> Tensor:
