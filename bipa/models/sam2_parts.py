@@ -5,13 +5,15 @@ One place for the arch table and the constructor arguments (those of
 so that every model holding SAM 2 parts has the key layout of SAM 2.1's
 checkpoints.
 """
-from typing import Dict, Union
+from typing import Dict, Sequence, Tuple, Union
 
+import torch
 from sam2.modeling.backbones.hieradet import Hiera
 from sam2.modeling.backbones.image_encoder import FpnNeck, ImageEncoder
 from sam2.modeling.backbones.utils import PatchEmbed
 from sam2.modeling.position_encoding import PositionEmbeddingSine
 from sam2.modeling.sam.transformer import TwoWayTransformer
+from torch.overrides import TorchFunctionMode
 
 from ..utils import ConfigError
 
@@ -62,21 +64,43 @@ def resolve_sam2_arch(arch: Union[str, dict]) -> dict:
     return cfg
 
 
-def sam2_stage_channels(arch: dict) -> tuple:
-    """Channels of Hiera's four stage outputs (``dim_mul=2`` per stage)."""
-    return tuple(arch['embed_dim'] * 2**i for i in range(4))
+def sam2_stage_ends(arch: dict) -> tuple:
+    """The last block of each Hiera stage."""
+    return tuple(sum(arch['stages'][:i + 1]) - 1 for i in range(4))
+
+
+def sam2_block_levels(arch: dict, blocks: Sequence[int]) -> Tuple[tuple, tuple]:
+    """``(channels, strides)`` of the outputs of Hiera's ``blocks``
+    (``dim_mul=2`` and a 2x pooling per stage)."""
+    ends = sam2_stage_ends(arch)
+    stages = [sum(i > end for end in ends[:-1]) for i in blocks]
+    return (tuple(arch['embed_dim'] * 2**s for s in stages),
+            tuple(arch['patch_stride'] * 2**s for s in stages))
 
 
 def sam2_stage_strides(arch: dict) -> tuple:
     """Strides of Hiera's four stage outputs."""
-    return tuple(arch['patch_stride'] * 2**i for i in range(4))
+    return sam2_block_levels(arch, sam2_stage_ends(arch))[1]
+
+
+class host_linspace(TorchFunctionMode):
+    """``torch.linspace`` on the CPU whatever the default device: Hiera reads
+    its drop-path rates with ``.item()``, which a model built on the meta
+    device (parameter counts, key checks) cannot answer otherwise."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.linspace:
+            kwargs = {**kwargs, 'device': 'cpu'}
+        return func(*args, **kwargs)
 
 
 def build_sam2_image_encoder(arch: Union[str, dict]) -> ImageEncoder:
     """SAM 2.1's image encoder: Hiera trunk, FPN neck to ``d_model`` channels
     with sine position encodings, the stride-32 level dropped (``scalp=1``)."""
     cfg = resolve_sam2_arch(arch)
-    trunk = Hiera(**{k: cfg[k] for k in _TRUNK_KEYS})
+    with host_linspace():
+        trunk = Hiera(**{k: cfg[k] for k in _TRUNK_KEYS})
     if (cfg['patch_stride'], cfg['patch_kernel_size']) != (4, 7):
         k, s = cfg['patch_kernel_size'], cfg['patch_stride']
         trunk.patch_embed = PatchEmbed(kernel_size=(k, k), stride=(s, s),
@@ -84,7 +108,8 @@ def build_sam2_image_encoder(arch: Union[str, dict]) -> ImageEncoder:
     neck = FpnNeck(
         position_encoding=PositionEmbeddingSine(num_pos_feats=cfg['d_model'], normalize=True,
                                                 temperature=10000),
-        d_model=cfg['d_model'], backbone_channel_list=list(sam2_stage_channels(cfg))[::-1],
+        d_model=cfg['d_model'],
+        backbone_channel_list=list(sam2_block_levels(cfg, sam2_stage_ends(cfg))[0])[::-1],
         fpn_top_down_levels=list(cfg['fpn_top_down_levels']), fpn_interp_model='nearest')
     return ImageEncoder(trunk=trunk, neck=neck, scalp=1)
 

@@ -116,6 +116,41 @@ def sam_targets(model: nn.Module, state: Optional[Dict[str, torch.Tensor]] = Non
     return targets
 
 
+def match_sam_state(model: nn.Module, state: Dict[str, torch.Tensor],
+                    layout: CheckpointLayout) -> Tuple[Dict[str, torch.Tensor], Dict[str, List]]:
+    """``({model key: tensor}, report)``: where each tensor of an official
+    ``state`` goes in ``model``, and the report ``dict(missing=...,
+    unexpected=..., mismatched=...)`` of what does not fit (works on the
+    meta device: only names and shapes are compared)."""
+    own = model.state_dict()
+    targets = sam_targets(model, own)
+    takes_dense = layout.dense_key[1] in targets
+    loaded, unexpected, mismatched, mismatched_dst = {}, [], [], set()
+    for key, value in state.items():
+        if key == layout.dense_key[0]:
+            if not takes_dense:  # a dense prompt learned from scratch
+                continue
+            dst, value = layout.dense_key[1], value.reshape(-1)
+        else:
+            dst = next((d + key[len(s):] for s, d in layout.key_map if key.startswith(s)), None)
+        unused = key.startswith(layout.unused)
+        if dst is None or (dst not in own and unused):
+            if not unused:
+                unexpected.append(key)
+            continue
+        if dst not in own:
+            unexpected.append(key)
+        elif own[dst].shape != value.shape:
+            mismatched.append(f'{key}: checkpoint {tuple(value.shape)} vs model '
+                              f'{tuple(own[dst].shape)}')
+            mismatched_dst.add(dst)
+        else:
+            loaded[dst] = value
+    missing = sorted(targets - set(loaded) - mismatched_dst)
+    report = dict(missing=missing, unexpected=sorted(unexpected), mismatched=mismatched)
+    return loaded, report
+
+
 def load_sam_checkpoint(model: nn.Module, path: str, *, strict: bool = True) -> Dict[str, List]:
     """Copy SAM's encoder, dense positional encoding, ``no_mask_embed`` and mask
     decoder weights from ``path`` (``sam_vit_h_4b8939.pth`` layout; for a
@@ -143,32 +178,7 @@ def load_sam_checkpoint(model: nn.Module, path: str, *, strict: bool = True) -> 
                                  f'checkpoint: expected keys {expected} '
                                  '(convert Hugging Face weights with '
                                  'tools/model_converters/hf_sam_to_official.py)')
-    own = model.state_dict()
-    targets = sam_targets(model, own)
-    takes_dense = layout.dense_key[1] in targets
-    loaded, unexpected, mismatched, mismatched_dst = {}, [], [], set()
-    for key, value in state.items():
-        if key == layout.dense_key[0]:
-            if not takes_dense:  # a dense prompt learned from scratch
-                continue
-            dst, value = layout.dense_key[1], value.reshape(-1)
-        else:
-            dst = next((d + key[len(s):] for s, d in layout.key_map if key.startswith(s)), None)
-        unused = key.startswith(layout.unused)
-        if dst is None or (dst not in own and unused):
-            if not unused:
-                unexpected.append(key)
-            continue
-        if dst not in own:
-            unexpected.append(key)
-        elif own[dst].shape != value.shape:
-            mismatched.append(f'{key}: checkpoint {tuple(value.shape)} vs model '
-                              f'{tuple(own[dst].shape)}')
-            mismatched_dst.add(dst)
-        else:
-            loaded[dst] = value
-    missing = sorted(targets - set(loaded) - mismatched_dst)
-    report = dict(missing=missing, unexpected=sorted(unexpected), mismatched=mismatched)
+    loaded, report = match_sam_state(model, state, layout)
     problems = {k: v for k, v in report.items() if v}
     if problems:
         lines = [f'{kind} ({len(keys)}): {", ".join(keys[:8])}{" ..." if len(keys) > 8 else ""}'
@@ -180,6 +190,7 @@ def load_sam_checkpoint(model: nn.Module, path: str, *, strict: bool = True) -> 
                 msg + '\nCheck model.backbone.arch; set model.sam_checkpoint_strict=False '
                 'to load the matching keys anyway.')
         MMLogger.get_current_instance().warning(msg)
+    own = model.state_dict()
     with torch.no_grad():
         for dst, value in loaded.items():
             own[dst].copy_(value)

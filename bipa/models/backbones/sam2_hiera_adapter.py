@@ -10,8 +10,8 @@ from torch import nn
 from ..sam2_parts import (
     build_sam2_image_encoder,
     resolve_sam2_arch,
-    sam2_stage_channels,
-    sam2_stage_strides,
+    sam2_block_levels,
+    sam2_stage_ends,
 )
 from .adapted_encoder import AdaptedEncoder
 from .encoder_output import EncoderOutput
@@ -25,8 +25,9 @@ class SAM2HieraAdapter(AdaptedEncoder):
 
     - ``image_embedding``: the FPN's stride-16 map plus SAM 2's
       ``no_mem_embed``, as SAM 2's image predictor gives its decoder;
-    - ``levels``: Hiera's four stage outputs (``level_channels``
-      ``C, 2C, 4C, 8C`` at ``level_strides`` 4, 8, 16, 32) for the FAI neck;
+    - ``levels``: the outputs of the blocks ``out_indices`` for the FAI neck,
+      by default Hiera's four stage outputs (``level_channels``
+      ``C, 2C, 4C, 8C`` at ``level_strides`` 4, 8, 16, 32);
     - ``decoder_features``: the FPN's stride-4 and stride-8 maps, which SAM
       2's mask decoder projects (``conv_s0``, ``conv_s1``) into its
       high-resolution path.
@@ -42,15 +43,28 @@ class SAM2HieraAdapter(AdaptedEncoder):
     Args:
         arch: ``'hiera_t' | 'hiera_s' | 'hiera_b+' | 'hiera_l'`` or a dict
             (:func:`resolve_sam2_arch`).
+        out_indices: blocks whose outputs are the levels (default: the last
+            block of each stage).
         Others: as :class:`SAMViTAdapter`.
     """
 
     sam_version = 2  # SAM 2's decoder and checkpoint layout
 
+    @classmethod
+    def level_spec(cls, arch: Union[str, dict] = 'hiera_l',
+                   out_indices: Optional[Sequence[int]] = None,
+                   **_) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        """``(level_channels, level_strides)`` of the backbone a config builds,
+        without building it."""
+        cfg = resolve_sam2_arch(arch)
+        return sam2_block_levels(cfg, sam2_stage_ends(cfg) if out_indices is None
+                                 else out_indices)
+
     def __init__(self,
                  arch: Union[str, dict] = 'hiera_l',
                  *,
                  adapter_indices: Optional[Sequence[int]] = None,
+                 out_indices: Optional[Sequence[int]] = None,
                  adapter_ratio: float = 0.25,
                  mlp_adapter_scale: float = 0.5,
                  use_space_adapter: bool = False,
@@ -68,13 +82,15 @@ class SAM2HieraAdapter(AdaptedEncoder):
                          mlp_adapter_input=mlp_adapter_input, grad_mode=grad_mode,
                          adapter_init=adapter_init, init_cfg=init_cfg)
         self.arch = arch_cfg
+        self.out_indices = tuple(sam2_stage_ends(arch_cfg) if out_indices is None
+                                 else out_indices)
+        self.check_block_indices('out_indices', self.out_indices, len(blocks))
         # SAM 2's image predictor adds it to the decoder's embedding (its key
         # in SAM 2's checkpoints: no_mem_embed)
         self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, arch_cfg['d_model']),
                                          requires_grad=False)
         self.out_channels = arch_cfg['d_model']
-        self.level_channels = sam2_stage_channels(arch_cfg)
-        self.level_strides = sam2_stage_strides(arch_cfg)
+        self.level_channels, self.level_strides = self.level_spec(arch_cfg, self.out_indices)
 
     @property
     def encoder_blocks(self) -> nn.ModuleList:
@@ -105,16 +121,18 @@ class SAM2HieraAdapter(AdaptedEncoder):
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:
         trunk = self.encoder.trunk
-        stride = self.level_strides[-1]
+        stride = self.arch['patch_stride'] * 8
         if x.shape[-2] % stride or x.shape[-1] % stride:
             raise ValueError(f'input size {tuple(x.shape[-2:])} is not a multiple of '
                              f"Hiera's largest stride {stride}; pad it (pad_size_divisor)")
         with torch.no_grad():
             x = trunk.patch_embed(x)
             x = x + trunk._get_pos_embed(x.shape[1:3])
-        _, levels = self._forward_blocks(x, trunk.stage_ends)
-        features, _ = self.encoder.neck(levels)
+        outputs = sorted(set(self.out_indices) | set(trunk.stage_ends))
+        _, maps = self._forward_blocks(x, outputs)
+        maps = dict(zip(outputs, maps))
+        features, _ = self.encoder.neck([maps[i] for i in trunk.stage_ends])
         features = features[:len(features) - self.encoder.scalp]
         embedding = features[-1] + self.no_mem_embed.view(1, -1, 1, 1)
-        return EncoderOutput(embedding, levels, self.level_strides,
+        return EncoderOutput(embedding, [maps[i] for i in self.out_indices], self.level_strides,
                              decoder_features=tuple(features[:-1]))

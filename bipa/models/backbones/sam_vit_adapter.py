@@ -85,11 +85,20 @@ class SAMViTAdapter(AdaptedEncoder):
         self.check_block_indices('out_indices', self.out_indices, arch_cfg['depth'])
         self.embed_dim = arch_cfg['embed_dim']
         self.out_channels = arch_cfg['out_chans']
-        self.level_channels = (self.embed_dim,) * len(self.out_indices)
-        self.level_strides = (arch_cfg['patch_size'],) * len(self.out_indices)
+        self.level_channels, self.level_strides = self.level_spec(arch_cfg, self.out_indices)
 
     resolve_arch = staticmethod(resolve_sam_arch)
     sam_version = 1  # SAM's decoder and checkpoint layout
+
+    @classmethod
+    def level_spec(cls, arch: Union[str, dict] = 'vit_h',
+                   out_indices: Optional[Sequence[int]] = None,
+                   **_) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        """``(level_channels, level_strides)`` of the backbone a config builds,
+        without building it."""
+        cfg = resolve_sam_arch(arch)
+        n = len(cfg['global_attn_indexes'] if out_indices is None else out_indices)
+        return (cfg['embed_dim'],) * n, (cfg['patch_size'],) * n
 
     # --- forward -----------------------------------------------------------
 

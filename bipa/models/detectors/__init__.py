@@ -1,4 +1,5 @@
 from .bipa import BiPA
 from .box_prompted_sam import BoxPromptedSAM
+from .box_prompted_sam2 import BoxPromptedSAM2
 
-__all__ = ['BiPA', 'BoxPromptedSAM']
+__all__ = ['BiPA', 'BoxPromptedSAM', 'BoxPromptedSAM2']

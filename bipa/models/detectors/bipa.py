@@ -1,3 +1,4 @@
+import inspect
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
@@ -49,7 +50,8 @@ class BiPA(TwoStageDetector):
                  sam_checkpoint: Optional[str] = None,
                  sam_checkpoint_strict: bool = True,
                  init_cfg: OptMultiConfig = None) -> None:
-        super().__init__(backbone=backbone, neck=neck, rpn_head=rpn_head, roi_head=roi_head,
+        super().__init__(backbone=backbone, neck=self.neck_levels(backbone, neck),
+                         rpn_head=rpn_head, roi_head=roi_head,
                          train_cfg=train_cfg, test_cfg=test_cfg,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.local_backbone = MODELS.build(local_backbone)
@@ -62,6 +64,20 @@ class BiPA(TwoStageDetector):
                 f"use type='{'SAM2MaskDecoder' if encoder == 2 else 'SAMMaskDecoder'}'")
         self.sam_checkpoint = sam_checkpoint
         self.sam_checkpoint_strict = sam_checkpoint_strict
+
+    @staticmethod
+    def neck_levels(backbone: ConfigType, neck: ConfigType) -> ConfigType:
+        """The neck's config with the encoder's ``vit_channels`` and
+        ``vit_stride`` per level, as the backbone declares them
+        (``level_spec``), where the config leaves them out."""
+        spec = getattr(MODELS.get(backbone['type']), 'level_spec', None)
+        takes = inspect.signature(MODELS.get(neck['type'])).parameters
+        if spec is None or 'vit_channels' not in takes or (
+                'vit_channels' in neck and 'vit_stride' in neck):
+            return neck
+        channels, strides = spec(**{k: v for k, v in backbone.items() if k != 'type'})
+        return {**neck, 'vit_channels': neck.get('vit_channels', channels),
+                'vit_stride': neck.get('vit_stride', strides)}
 
     @property
     def dense_prompt(self) -> DensePrompt:

@@ -62,16 +62,8 @@ class BoxPromptedSAM(BaseDetector):
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        arch_cfg = resolve_sam_arch(arch)
-        self.img_size = arch_cfg['img_size']
-        grid = self.img_size // arch_cfg['patch_size']
-        embed_dim = arch_cfg['out_chans']
-        self.image_encoder = build_image_encoder(arch_cfg)
-        self.prompt_encoder = PromptEncoder(
-            embed_dim=embed_dim, image_embedding_size=(grid, grid),
-            input_image_size=(self.img_size, self.img_size), mask_in_chans=mask_in_chans)
-        self.mask_decoder = build_mask_decoder(embed_dim=embed_dim, mlp_dim=decoder_mlp_dim,
-                                               depth=decoder_depth, num_heads=decoder_num_heads)
+        self.build_sam(arch, mask_in_chans=mask_in_chans, mlp_dim=decoder_mlp_dim,
+                       depth=decoder_depth, num_heads=decoder_num_heads)
         if box_noise < 0:
             raise ValueError(f'box_noise must be >= 0, got {box_noise}')
         if max_prompts < 1:
@@ -82,17 +74,31 @@ class BoxPromptedSAM(BaseDetector):
         self.loss_dice = MODELS.build(loss_dice)
         self.loss_iou = MODELS.build(loss_iou)
 
-    def extract_feat(self, batch_inputs: Tensor) -> Tensor:
-        """SAM's image embeddings ``(B, D, img_size/16, img_size/16)``."""
+    def build_sam(self, arch: Union[str, dict], *, mask_in_chans: int, **decoder) -> None:
+        """SAM's parts under the names of its checkpoints."""
+        arch_cfg = resolve_sam_arch(arch)
+        self.img_size = arch_cfg['img_size']
+        grid = self.img_size // arch_cfg['patch_size']
+        embed_dim = arch_cfg['out_chans']
+        self.image_encoder = build_image_encoder(arch_cfg)
+        self.prompt_encoder = PromptEncoder(
+            embed_dim=embed_dim, image_embedding_size=(grid, grid),
+            input_image_size=(self.img_size, self.img_size), mask_in_chans=mask_in_chans)
+        self.mask_decoder = build_mask_decoder(embed_dim=embed_dim, **decoder)
+
+    def check_input(self, batch_inputs: Tensor) -> None:
         if tuple(batch_inputs.shape[-2:]) != (self.img_size, self.img_size):
             raise ValueError(
                 f'SAM takes {self.img_size}x{self.img_size} inputs, got '
                 f'{tuple(batch_inputs.shape[-2:])}: resize the longer side to {self.img_size} '
                 f'and pad (data_preprocessor pad_size_divisor={self.img_size})')
+
+    def extract_feat(self, batch_inputs: Tensor) -> Tensor:
+        """SAM's image embeddings ``(B, D, img_size/16, img_size/16)``."""
+        self.check_input(batch_inputs)
         return self.image_encoder(batch_inputs)
 
-    def decode(self, embeddings: Tensor, boxes: Tensor,
-               img_inds: Tensor) -> Tuple[Tensor, Tensor]:
+    def decode(self, embeddings, boxes: Tensor, img_inds: Tensor) -> Tuple[Tensor, Tensor]:
         """Single-mask logits ``(N, 1, 4h, 4w)`` and IoU predictions ``(N,)``
         for boxes ``(N, 4)`` (xyxy, input pixels) of images ``img_inds``, in
         one decoder call for the whole batch."""
@@ -122,8 +128,7 @@ class BoxPromptedSAM(BaseDetector):
             img_inds.append(torch.full_like(keep, i))
             targets.append(gt.masks.to_tensor(torch.float32, batch_inputs.device)[keep])
         if not boxes:  # no instance in the batch: zero loss on the whole graph
-            zero = embeddings.sum() * 0 + sum(p.sum() * 0 for p in self.parameters()
-                                              if p.requires_grad)
+            zero = sum(p.sum() * 0 for p in self.parameters() if p.requires_grad)
             return dict(loss_mask=zero, loss_dice=zero.clone(), loss_iou=zero.clone())
         masks, iou = self.decode(embeddings, torch.cat(boxes), torch.cat(img_inds))
         logits = F.interpolate(masks, size=batch_inputs.shape[-2:], mode='bilinear',

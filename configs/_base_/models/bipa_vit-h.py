@@ -34,8 +34,7 @@ model = dict(
         style='pytorch',
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/resnet50-0676ba61.pth')),
     neck=dict(
-        type='FAINeck',
-        vit_channels=1280,
+        type='FAINeck',  # the encoder's channels and strides per level: from the backbone
         local_channels=(256, 512, 1024, 2048),
         out_channels=fpn_channels,
         num_outs=5,

@@ -16,7 +16,7 @@ model = dict(
         adapter_indices=[1, 2, 3],
         out_indices=(0, 1, 2, 3)),
     local_backbone=dict(depth=18, base_channels=8, init_cfg=None),
-    neck=dict(vit_channels=32, vit_stride=patch_size, local_channels=(8, 16, 32, 64),
+    neck=dict(local_channels=(8, 16, 32, 64),
               out_channels=fpn_channels),
     rpn_head=dict(in_channels=fpn_channels, feat_channels=fpn_channels),
     roi_head=dict(

@@ -1,0 +1,8 @@
+# Pre-trains the tiny SAM 2.1 of configs/_base_/models/sam2_hiera-tiny.py as
+# configs/sam_vit-tiny_inair.py pre-trains the tiny SAM: on the same in-air
+# scenes, with jittered ground-truth box prompts, for the same iterations.
+# Its checkpoint ships as checkpoints/sam2_hiera-tiny_inair.pth (SAM 2.1's key
+# layout; README: how to rebuild it).
+_base_ = ['./sam_vit-tiny_inair.py', './_base_/models/sam2_hiera-tiny.py']
+
+model = dict(type='BoxPromptedSAM2', arch={{_base_.sam2_tiny_backbone.arch}})
