@@ -23,7 +23,10 @@ It prints a line per step and per tenth of training, then the results (under
 log file in the work dir keeps it anyway), pycocotools' evaluation prints and
 mmengine's known-harmless warnings.
 
-    python tools/demo.py [--work-dir work_dirs/bipa_demo_synthetic] [--rebuild-sam] [--verbose]
+    python tools/demo.py [--work-dir work_dirs/bipa_demo_synthetic] [--rebuild-sam] [--sam2] \
+        [--verbose]
+
+``--sam2`` tells the same story on the tiny SAM 2.1 (``configs/bipa_demo_synthetic_sam2.py``).
 """
 import argparse
 import contextlib
@@ -36,6 +39,7 @@ import os.path as osp
 import sys
 import time
 import warnings
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -46,6 +50,10 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'bipa_demo_synthetic.py')
 SAM_CONFIG = osp.join(ROOT, 'configs', 'sam_vit-tiny_inair.py')
 SAM_CHECKPOINT = osp.join(ROOT, 'checkpoints', 'sam_vit-tiny_inair.pth')
+# --sam2: the same story on the tiny SAM 2.1
+SAM2_FILES = dict(config=osp.join(ROOT, 'configs', 'bipa_demo_synthetic_sam2.py'),
+                  sam_config=osp.join(ROOT, 'configs', 'sam2_hiera-tiny_inair.py'),
+                  sam_checkpoint=osp.join(ROOT, 'checkpoints', 'sam2_hiera-tiny_inair.pth'))
 DATA = osp.join(ROOT, 'data', 'synthetic_underwater_demo')
 IN_AIR = osp.join(ROOT, 'data', 'synthetic_inair_demo')
 PRETRAIN = osp.join(ROOT, 'data', 'synthetic_inair_pretrain')
@@ -124,13 +132,16 @@ def sha256(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def rebuild_sam(checkpoint: str, work_dir: str, verbose: bool = False) -> dict:
-    """Pre-train the tiny SAM in air into ``checkpoint`` (a plain state dict,
-    SAM's layout); return its oracle-box metrics on the in-air validation split."""
+def rebuild_sam(checkpoint: str, work_dir: str, verbose: bool = False,
+                config: Optional[str] = None) -> dict:
+    """Pre-train the tiny SAM of ``config`` (default :data:`SAM_CONFIG`) in air
+    into ``checkpoint`` (a plain state dict, SAM's layout); return its
+    oracle-box metrics on the in-air validation split."""
+    config = config or SAM_CONFIG
     ensure_data(PRETRAIN, **PRETRAIN_DATA)
-    print(f'[demo] pre-training the tiny SAM in air ({SAM_CONFIG}) in {work_dir}')
+    print(f'[demo] pre-training the tiny SAM in air ({config}) in {work_dir}')
     root = PRETRAIN + '/'
-    runner = train_runner(SAM_CONFIG, verbose, work_dir=work_dir, cfg_options={
+    runner = train_runner(config, verbose, work_dir=work_dir, cfg_options={
         'train_dataloader.dataset.data_root': root, 'val_dataloader.dataset.data_root': root,
         'val_evaluator.ann_file': root + 'annotations/val.json'})
     with quiet_stdout(verbose):
@@ -192,6 +203,11 @@ def main(argv=None):
     parser.add_argument('--rebuild-sam', action='store_true',
                         help='pre-train the tiny SAM in air again (about 25 min on 1 core) '
                         f'and overwrite {osp.relpath(SAM_CHECKPOINT, ROOT)}')
+    parser.add_argument('--sam2', action='store_true',
+                        help='the same on the tiny SAM 2.1 '
+                        f'({osp.relpath(SAM2_FILES["config"], ROOT)}; with --rebuild-sam it '
+                        f'pre-trains {osp.relpath(SAM2_FILES["sam_checkpoint"], ROOT)}, about '
+                        '50 min on 1 core)')
     parser.add_argument('--verbose', action='store_true',
                         help="the runners' INFO logs, pycocotools' evaluation prints and "
                         "mmengine's known-harmless warnings")
@@ -214,25 +230,30 @@ def run(args) -> dict:
     ensure_data(DATA, splits=SPLITS, **BENCHMARK)
     ensure_data(IN_AIR, splits=dict(test=SPLITS['test']), medium='in_air', **BENCHMARK)
     work, verbose = args.work_dir, args.verbose
+    files = SAM2_FILES if getattr(args, 'sam2', False) else dict(
+        config=CONFIG, sam_config=SAM_CONFIG, sam_checkpoint=SAM_CHECKPOINT)
+    config, sam_config, sam_checkpoint = files['config'], files['sam_config'], \
+        files['sam_checkpoint']
     sam_metrics = {}
-    if args.rebuild_sam or not osp.isfile(SAM_CHECKPOINT):
-        sam_metrics = rebuild_sam(SAM_CHECKPOINT, osp.join(osp.dirname(work), 'sam_vit-tiny_inair'),
-                                  verbose)
-    print(f'[demo] the tiny SAM pre-trained in air: {SAM_CHECKPOINT}')
+    if args.rebuild_sam or not osp.isfile(sam_checkpoint):
+        name = osp.splitext(osp.basename(sam_checkpoint))[0]
+        sam_metrics = rebuild_sam(sam_checkpoint, osp.join(osp.dirname(work), name), verbose,
+                                  config=sam_config)
+    print(f'[demo] the tiny SAM pre-trained in air: {sam_checkpoint}')
 
     print('[demo] the domain gap: SAM given the ground-truth boxes of the same test scenes')
-    gap = measure_domain_gap(SAM_CONFIG, SAM_CHECKPOINT, in_air=IN_AIR, underwater=DATA,
+    gap = measure_domain_gap(sam_config, sam_checkpoint, in_air=IN_AIR, underwater=DATA,
                              work_dir=osp.join(work, 'domain_gap'),
                              cfg_options=dict(log_level='WARNING'),
                              quiet=not verbose)
     print('[demo] BiPA before training, underwater test split')
-    sam = {'model.sam_checkpoint': SAM_CHECKPOINT}
+    sam = {'model.sam_checkpoint': sam_checkpoint}
     # evaluations: only the tables below (--verbose: and pycocotools' prints)
     quiet = dict(sam, log_level='WARNING')
-    before = test_checkpoint(CONFIG, None, init_weights=True, data_root=DATA, cfg_options=quiet,
+    before = test_checkpoint(config, None, init_weights=True, data_root=DATA, cfg_options=quiet,
                              work_dir=osp.join(work, 'before'), quiet=not verbose)
     print('[demo] training BiPA on the underwater images (bilevel loop)')
-    runner = train_runner(CONFIG, verbose, work_dir=work, data_root=DATA, cfg_options=sam)
+    runner = train_runner(config, verbose, work_dir=work, data_root=DATA, cfg_options=sam)
     with quiet_stdout(verbose):  # the validation after the last iteration
         runner.train()
     checkpoint = osp.join(work, f'iter_{runner.iter}.pth')
@@ -241,10 +262,10 @@ def run(args) -> dict:
                                meta=dict(iter=runner.iter))
     rounds = summarize_rounds(osp.join(work, 'prompt_search.db'))
     print('[demo] the trained checkpoint on the underwater test split')
-    after = test_checkpoint(CONFIG, checkpoint, data_root=DATA, cfg_options=quiet,
+    after = test_checkpoint(config, checkpoint, data_root=DATA, cfg_options=quiet,
                             work_dir=osp.join(work, 'test'), quiet=not verbose)
     print('[demo] its masks alone: the true boxes as detections, under water and in air')
-    oracle = {name: test_checkpoint(CONFIG, checkpoint, data_root=root,
+    oracle = {name: test_checkpoint(config, checkpoint, data_root=root,
                                     cfg_options={**quiet, 'model.test_cfg.oracle_boxes': True},
                                     work_dir=osp.join(work, f'oracle_{name}'),
                                     quiet=not verbose)
@@ -257,8 +278,8 @@ def run(args) -> dict:
 
     minutes = (time.time() - start) / 60
     summary = dict(
-        minutes=round(minutes, 2), sam_checkpoint=SAM_CHECKPOINT,
-        sam_sha256=sha256(SAM_CHECKPOINT),
+        minutes=round(minutes, 2), sam_checkpoint=sam_checkpoint,
+        sam_sha256=sha256(sam_checkpoint),
         sam_rebuilt_in_air_val={k: v for k, v in sam_metrics.items() if k.startswith('coco/')},
         domain_gap={m: {k: gap[m][k] for k in gap[m] if k.startswith('coco/')} for m in gap},
         before={k: before[k] for k in METRICS},
@@ -282,7 +303,7 @@ def run(args) -> dict:
         print(f'  {name:28s} {m["underwater"]["coco/segm_mAP"]:11.3f} '
               f'{m["in_air"]["coco/segm_mAP"]:7.3f}')
     print(f'[demo] done in {minutes:.1f} min; checkpoint {checkpoint} (tools/test.py '
-          f'{osp.relpath(CONFIG, ROOT)} {checkpoint} gives the same table); drawings {grid}')
+          f'{osp.relpath(config, ROOT)} {checkpoint} gives the same table); drawings {grid}')
     return summary
 
 

@@ -341,7 +341,9 @@ def time_floor_parts(model, batch: dict, meter: Meter, amp_dtype: Optional[torch
 
     mask_head = model.roi_head.mask_head
     with torch.no_grad(), autocast(device, amp_dtype):
-        embeddings = model.backbone(inputs)[0].detach()
+        encoded = model.backbone(inputs)
+        embeddings = encoded.image_embedding.detach()
+        features = mask_head.mask_decoder.project_features(encoded.decoder_features)
     gen = mask_head.prompt_generator
 
     def decoder_setup():
@@ -356,7 +358,8 @@ def time_floor_parts(model, batch: dict, meter: Meter, amp_dtype: Optional[torch
         with autocast(device, amp_dtype):
             logits = [mask_head.decode(MaskPrompts(
                 image_embeddings=emb[i:i + 1], image_pe=mask_head.image_pe(emb.shape[-2:]),
-                tokens=t, img_inds=t.new_zeros(t.shape[0], dtype=torch.long)))
+                tokens=t, img_inds=t.new_zeros(t.shape[0], dtype=torch.long),
+                decoder_features=tuple(f[i:i + 1] for f in features)))
                 for i, t in enumerate(tokens) if t.shape[0]]
             loss = sum(x.float().sum() for x in logits)
         if torch.is_tensor(loss) and loss.requires_grad:
