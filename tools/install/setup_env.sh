@@ -17,6 +17,7 @@ VENV=${1:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 CONSTRAINTS=$ROOT/requirements/constraints.txt
 MMCV_VERSION=2.1.0
+SAM2_VERSION=$(sed -n 's/^sam2==//p' "$ROOT/requirements.txt")
 
 log() { printf '[bipa-setup] %s\n' "$*"; }
 
@@ -55,9 +56,17 @@ if ! mmcv_ops_ok; then
     fi
 fi
 
-# 3. The rest of the stack, the test tools and BiPA itself (editable).
+# 3. sam2 from its PyPI sdist, against the torch above and without its CUDA
+#    extension (SAM2_BUILD_CUDA=0: the extension serves sam2's video
+#    predictor, which BiPA does not use; BiPA runs SAM 2.1 on CPU and GPU alike).
+if ! "$PY" -c "import sam2, importlib.metadata as m; assert m.version('sam2') == '$SAM2_VERSION'" >/dev/null 2>&1; then
+    log "sam2==$SAM2_VERSION (without its CUDA extension)"
+    SAM2_BUILD_CUDA=0 pip_install --no-build-isolation "sam2==$SAM2_VERSION"
+fi
+
+# 4. The rest of the stack, the test tools and BiPA itself (editable).
 log "mmdet, mmengine, segment-anything, optuna, pycocotools, timm; bipa (editable)"
 pip_install -r "$ROOT/requirements.txt" -r "$ROOT/requirements/tests.txt"
 pip_install --no-deps --no-build-isolation -e "$ROOT"
 
-"$PY" -W ignore -c "import bipa, mmdet, mmcv.ops, segment_anything, optuna; print('[bipa-setup] ok: torch', __import__('torch').__version__, 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__)"
+"$PY" -W ignore -c "import bipa, mmdet, mmcv.ops, segment_anything, sam2, optuna; print('[bipa-setup] ok: torch', __import__('torch').__version__, 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__)"
