@@ -159,7 +159,7 @@ def _keys(obj) -> Optional[tuple]:
     cannot be known."""
     if not inspect.isclass(obj):
         return _parameters(obj, None)[0] if callable(obj) else None
-    keys, mro = (), obj.__mro__
+    keys, mro, passed = (), obj.__mro__, (0, ())
     for cls in mro:
         if '__init__' not in cls.__dict__:
             continue
@@ -168,44 +168,51 @@ def _keys(obj) -> Optional[tuple]:
         params, forwards = _parameters(cls.__init__, cls)
         if params is None:
             return None
-        keys += tuple(p for p in params if p not in keys)
-        if not forwards:
+        # less what the subclass's super().__init__ call passes itself
+        keys += tuple(p for p in params[passed[0]:] if p not in keys and p not in passed[1])
+        if forwards is None:
             return keys
+        passed = forwards
     return keys
 
 
-def _parameters(func, cls) -> Tuple[Optional[tuple], bool]:
-    """The keyword parameters of ``func`` (less ``self``) and whether its
-    ``**kwargs`` go on to ``super().__init__`` only; ``(None, False)`` when
-    ``**kwargs`` go elsewhere or the signature cannot be read."""
+def _parameters(func, cls) -> Tuple[Optional[tuple], Optional[tuple]]:
+    """The keyword parameters of ``func`` (less ``self``) and, when its
+    ``**kwargs`` go on to ``super().__init__`` only, what that call passes
+    itself: ``(number of positional arguments, keyword names)``;
+    ``(None, None)`` when ``**kwargs`` go elsewhere or the signature cannot
+    be read."""
     try:
         params = list(inspect.signature(func).parameters.values())
     except (TypeError, ValueError):
-        return None, False
+        return None, None
     if cls is not None and params and params[0].kind != params[0].VAR_POSITIONAL:
         params = params[1:]  # self
     named = tuple(p.name for p in params
                   if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
     var = next((p.name for p in params if p.kind == p.VAR_KEYWORD), None)
     if var is None:
-        return named, False
-    if cls is not None and _only_passed_to_super(func, var):
-        return named, True
-    return None, False
+        return named, None
+    call = _super_call_passing(func, var) if cls is not None else None
+    if call is not None:
+        starred = any(isinstance(a, ast.Starred) for a in call.args)  # *args: unknown count
+        return named, (0 if starred else len(call.args),
+                       tuple(k.arg for k in call.keywords if k.arg))
+    return None, None
 
 
-def _only_passed_to_super(func, var: str) -> bool:
-    """Whether the only use of ``**var`` in ``func`` is
-    ``super().__init__(..., **var)``."""
+def _super_call_passing(func, var: str) -> Optional[ast.Call]:
+    """The ``super().__init__(..., **var)`` call of ``func`` when it is the
+    only use of ``**var``, else None."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(inspect.unwrap(func))))
     except (OSError, TypeError, SyntaxError):
-        return False
+        return None
     uses = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == var]
-    passed = [k.value for n in ast.walk(tree) if isinstance(n, ast.Call) and _is_super_init(n)
+    passed = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and _is_super_init(n)
               for k in n.keywords if k.arg is None and isinstance(k.value, ast.Name)
               and k.value.id == var]
-    return len(uses) == 1 and len(passed) == 1
+    return passed[0] if len(uses) == 1 and len(passed) == 1 else None
 
 
 def _is_super_init(call: ast.Call) -> bool:

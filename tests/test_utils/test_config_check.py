@@ -35,6 +35,8 @@ def test_the_demo_config_passes():
     ('model.roi_head.mask_head.prompt_generator.hiden_dim', 'SparsePromptGenerator takes:'),
     # **kwargs passed on to super().__init__: the base classes' keys count
     ('model.roi_head.bbox_head.num_clases', 'Shared2FCBBoxHead takes:'),
+    # less what the subclass's super().__init__ call passes itself (the encoder)
+    ('model.backbone.adapter_rato', 'SAMViTAdapter takes: arch, out_indices, adapter_indices,'),
     ('model.rpn_head.anchor_generator.sclaes', 'AnchorGenerator takes:'),
     ('model.train_cfg.rcnn.assigner.pos_iou_thres', 'MaxIoUAssigner takes:'),
     ('train_dataloader.dataset.ann_fle', 'SyntheticUnderwaterDataset takes:'),

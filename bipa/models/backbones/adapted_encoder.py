@@ -21,7 +21,9 @@ class AdaptedEncoder(BaseModule):
     the residual shortcut and the attention output); the MLP branch, the
     adapters, the freezing and the gradient modes live here (see
     :class:`SAMViTAdapter` for ``grad_mode`` and ``mlp_adapter_input``).
-    ``block_dims[i]`` is the width of block ``i``'s output.
+    ``block_dims[i]`` is the width of block ``i``'s output. The keyword
+    arguments are the adapters' (see :class:`SAMViTAdapter`); subclasses pass
+    theirs through.
     """
 
     def __init__(self,
@@ -29,13 +31,13 @@ class AdaptedEncoder(BaseModule):
                  blocks: nn.ModuleList,
                  block_dims: Sequence[int],
                  *,
-                 adapter_indices: Optional[Sequence[int]],
-                 adapter_ratio: float,
-                 mlp_adapter_scale: float,
-                 use_space_adapter: bool,
-                 mlp_adapter_input: str,
-                 grad_mode: str,
-                 adapter_init: str,
+                 adapter_indices: Optional[Sequence[int]] = None,
+                 adapter_ratio: float = 0.25,
+                 mlp_adapter_scale: float = 0.5,
+                 use_space_adapter: bool = False,
+                 mlp_adapter_input: str = 'pre_norm',
+                 grad_mode: str = 'residual',
+                 adapter_init: str = 'identity',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.encoder = encoder

@@ -63,24 +63,12 @@ class SAM2HieraAdapter(AdaptedEncoder):
     def __init__(self,
                  arch: Union[str, dict] = 'hiera_l',
                  *,
-                 adapter_indices: Optional[Sequence[int]] = None,
                  out_indices: Optional[Sequence[int]] = None,
-                 adapter_ratio: float = 0.25,
-                 mlp_adapter_scale: float = 0.5,
-                 use_space_adapter: bool = False,
-                 mlp_adapter_input: str = 'pre_norm',
-                 grad_mode: str = 'residual',
-                 adapter_init: str = 'identity',
-                 init_cfg: Optional[dict] = None) -> None:
+                 **adapters) -> None:
         arch_cfg = resolve_sam2_arch(arch)
         encoder = build_sam2_image_encoder(arch_cfg)
         blocks = encoder.trunk.blocks
-        super().__init__(encoder, blocks, [b.dim_out for b in blocks],
-                         adapter_indices=adapter_indices, adapter_ratio=adapter_ratio,
-                         mlp_adapter_scale=mlp_adapter_scale,
-                         use_space_adapter=use_space_adapter,
-                         mlp_adapter_input=mlp_adapter_input, grad_mode=grad_mode,
-                         adapter_init=adapter_init, init_cfg=init_cfg)
+        super().__init__(encoder, blocks, [b.dim_out for b in blocks], **adapters)
         self.arch = arch_cfg
         self.out_indices = tuple(sam2_stage_ends(arch_cfg) if out_indices is None
                                  else out_indices)

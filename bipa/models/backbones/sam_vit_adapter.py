@@ -62,23 +62,12 @@ class SAMViTAdapter(AdaptedEncoder):
     def __init__(self,
                  arch: Union[str, dict] = 'vit_h',
                  *,
-                 adapter_indices: Optional[Sequence[int]] = None,
                  out_indices: Optional[Sequence[int]] = None,
-                 adapter_ratio: float = 0.25,
-                 mlp_adapter_scale: float = 0.5,
-                 use_space_adapter: bool = False,
-                 mlp_adapter_input: str = 'pre_norm',
-                 grad_mode: str = 'residual',
-                 adapter_init: str = 'identity',
-                 init_cfg: Optional[dict] = None) -> None:
+                 **adapters) -> None:
         arch_cfg = self.resolve_arch(arch)
         encoder = build_image_encoder(arch_cfg)
         super().__init__(encoder, encoder.blocks, [arch_cfg['embed_dim']] * arch_cfg['depth'],
-                         adapter_indices=adapter_indices, adapter_ratio=adapter_ratio,
-                         mlp_adapter_scale=mlp_adapter_scale,
-                         use_space_adapter=use_space_adapter,
-                         mlp_adapter_input=mlp_adapter_input, grad_mode=grad_mode,
-                         adapter_init=adapter_init, init_cfg=init_cfg)
+                         **adapters)
         self.arch = arch_cfg
         self.out_indices = tuple(
             arch_cfg['global_attn_indexes'] if out_indices is None else out_indices)
