@@ -21,7 +21,7 @@ def test_tiny_sam2_trains_searches_and_resumes_bitwise_after_a_kill(loop_cfg, tm
         cfg.model.roi_head.mask_head.mask_decoder = sam2.roi_head.mask_head.mask_decoder
         return cfg
 
-    short = dict(T=1, K_b=2)  # one round of 2 iterations and 2 trials, 2 of fine-tuning
+    short = dict(T=1, K_a=1, K_b=2, K_c=1)  # one round: an iteration, 2 trials; 1 of fine-tuning
     reference = run_loop(sam2_cfg(work_dir=tmp_path / 'reference', **short))
     assert isinstance(reference.model.backbone, SAM2HieraAdapter)
     assert isinstance(reference.model.roi_head.mask_head.mask_decoder, SAM2MaskDecoder)
