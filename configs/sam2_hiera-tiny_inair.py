@@ -5,4 +5,7 @@
 # layout; README: how to rebuild it).
 _base_ = ['./sam_vit-tiny_inair.py', './_base_/models/sam2_hiera-tiny.py']
 
-model = dict(type='BoxPromptedSAM2', arch={{_base_.sam2_tiny_backbone.arch}})
+# the decoder's high-resolution path joins after 6,000 of the 10,000
+# iterations: on from the start, this pre-training stalls (README)
+model = dict(type='BoxPromptedSAM2', arch={{_base_.sam2_tiny_backbone.arch}},
+             high_res_after=6000)

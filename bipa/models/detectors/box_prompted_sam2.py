@@ -3,6 +3,7 @@ from typing import Tuple, Union
 
 import torch
 from mmdet.registry import MODELS
+from mmengine.logging import MessageHub
 from sam2.modeling.sam.prompt_encoder import PromptEncoder
 from torch import Tensor, nn
 
@@ -24,11 +25,25 @@ class BoxPromptedSAM2(BoxPromptedSAM):
 
     Args:
         arch: SAM 2 arch name or dict (see :func:`resolve_sam2_arch`).
+        high_res_after: training iterations before the decoder's
+            high-resolution path joins (0: from the start). Until then the
+            projections ``conv_s0``/``conv_s1`` stay at zero, their
+            initialisation, so the decoder reads the image embedding alone.
+            Pre-training the tiny SAM 2 from scratch with the path on from
+            the start stalls (README, "BiPA on SAM 2.1").
         Others: as :class:`BoxPromptedSAM`.
     """
 
-    def __init__(self, arch: Union[str, dict] = 'hiera_t', **kwargs) -> None:
+    def __init__(self, arch: Union[str, dict] = 'hiera_t', *, high_res_after: int = 0,
+                 **kwargs) -> None:
         super().__init__(arch, **kwargs)
+        if high_res_after < 0:
+            raise ValueError(f'high_res_after must be >= 0, got {high_res_after}')
+        self.high_res_after = high_res_after
+        if high_res_after:
+            for conv in (self.sam_mask_decoder.conv_s0, self.sam_mask_decoder.conv_s1):
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
 
     def build_sam(self, arch: Union[str, dict], *, mask_in_chans: int, **decoder) -> None:
         arch_cfg = resolve_sam2_arch(arch)
@@ -57,7 +72,10 @@ class BoxPromptedSAM2(BoxPromptedSAM):
         sparse, _ = self.sam_prompt_encoder(points=(boxes.reshape(-1, 2, 2), labels),
                                             boxes=None, masks=None)
         decoder = self.sam_mask_decoder
+        features = decoder.project_features(feats.decoder_features)
+        if self.training and MessageHub.get_current_instance().get_info('iter', 0) < \
+                self.high_res_after:  # the path not yet on: its zero maps, no gradient
+            features = tuple(f.detach() for f in features)
         return decoder.decode_single(feats.image_embedding, sparse, img_inds,
                                      self.sam_prompt_encoder.get_dense_pe(),
-                                     self.sam_prompt_encoder.no_mask_embed.weight[0],
-                                     decoder.project_features(feats.decoder_features))
+                                     self.sam_prompt_encoder.no_mask_embed.weight[0], features)
