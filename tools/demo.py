@@ -207,7 +207,7 @@ def main(argv=None):
                         help='the same on the tiny SAM 2.1 '
                         f'({osp.relpath(SAM2_FILES["config"], ROOT)}; with --rebuild-sam it '
                         f'pre-trains {osp.relpath(SAM2_FILES["sam_checkpoint"], ROOT)}, about '
-                        '50 min on 1 core)')
+                        '20 min on 1 core)')
     parser.add_argument('--verbose', action='store_true',
                         help="the runners' INFO logs, pycocotools' evaluation prints and "
                         "mmengine's known-harmless warnings")
