@@ -57,8 +57,8 @@ if ! mmcv_ops_ok; then
 fi
 
 # 3. sam2 from its PyPI sdist, against the torch above and without its CUDA
-#    extension (SAM2_BUILD_CUDA=0: the extension serves sam2's video
-#    predictor, which BiPA does not use; BiPA runs SAM 2.1 on CPU and GPU alike).
+#    extension (SAM2_BUILD_CUDA=0: only sam2's own mask post-processing calls
+#    it, which BiPA does not use; BiPA runs SAM 2.1 on CPU and GPU alike).
 if ! "$PY" -c "import sam2, importlib.metadata as m; assert m.version('sam2') == '$SAM2_VERSION'" >/dev/null 2>&1; then
     log "sam2==$SAM2_VERSION (without its CUDA extension)"
     SAM2_BUILD_CUDA=0 pip_install --no-build-isolation "sam2==$SAM2_VERSION"
