@@ -1,4 +1,5 @@
 """SAM 2.1's Hiera image encoder, frozen, with trainable UA-ViT adapters."""
+import contextlib
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -87,16 +88,15 @@ class SAM2HieraAdapter(AdaptedEncoder):
     def _attention(self, block: MultiScaleBlock,
                    x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``MultiScaleBlock``'s shortcut and its (q-pooled, windowed) attention."""
+        stage_change = block.dim != block.dim_out  # the stream is normed, projected, pooled
+        with contextlib.nullcontext() if stage_change else self.frozen_grad():
+            n = block.norm1(x)  # at a stage change part of the residual stream
+        shortcut = do_pool(block.proj(n), block.pool) if stage_change else x
         with self.frozen_grad():
-            h = block.norm1(x)
-            hw = h.shape[1:3]
-            window = block.window_size
+            h, hw, window = n, n.shape[1:3], block.window_size
             if window > 0:
                 h, pad_hw = window_partition(h, window)
             h = block.attn(h)
-        shortcut = x
-        if block.dim != block.dim_out:  # a stage change: the stream is projected, pooled
-            shortcut = do_pool(block.proj(block.norm1(x)), block.pool)
         if block.q_stride and window > 0:  # the windows shrank with the queries
             window = block.window_size // block.q_stride[0]
             hw = shortcut.shape[1:3]
