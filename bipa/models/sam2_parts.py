@@ -114,6 +114,14 @@ def build_sam2_image_encoder(arch: Union[str, dict]) -> ImageEncoder:
     return ImageEncoder(trunk=trunk, neck=neck, scalp=1)
 
 
+def decoder_inputs(fpn: Sequence[torch.Tensor],
+                   no_mem_embed: torch.Tensor) -> Tuple[torch.Tensor, Tuple[torch.Tensor, ...]]:
+    """What SAM 2's image predictor gives its decoder from the FPN's maps (the
+    stride-32 one already dropped): the stride-16 map plus ``no_mem_embed``
+    as the image embedding, and the finer maps for the high-resolution path."""
+    return fpn[-1] + no_mem_embed.view(1, -1, 1, 1), tuple(fpn[:-1])
+
+
 def build_sam2_transformer(*, embed_dim: int = 256, mlp_dim: int = 2048, depth: int = 2,
                            num_heads: int = 8) -> TwoWayTransformer:
     """The two-way transformer of SAM 2's mask decoder."""

@@ -147,3 +147,16 @@ def test_a_sam1_decoder_on_a_sam2_encoder_is_one_config_error():
                        r"\(SAM2HieraAdapter\) a SAM 2 encoder: use type='SAM2MaskDecoder'"):
         MODELS.build(sam2_model_cfg(**{'roi_head.mask_head.mask_decoder.type': 'SAMMaskDecoder',
                                        'sam_checkpoint': None}))
+
+
+def test_the_shipped_tiny_sam2_is_box_prompted_sam2_in_sam2_layout():
+    """checkpoints/sam2_hiera-tiny_inair.pth is BoxPromptedSAM2's state dict
+    (configs/sam2_hiera-tiny_inair.py) and loads into the demo's SAM 2 BiPA
+    with no missing, unexpected or mis-shaped key."""
+    path = 'checkpoints/sam2_hiera-tiny_inair.pth'
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    sam = MODELS.build(Config.fromfile('configs/sam2_hiera-tiny_inair.py').model)
+    sam.load_state_dict(state)  # strict
+    model = MODELS.build(sam2_model_cfg())
+    assert not any(load_sam_checkpoint(model, path).values())
+    torch.testing.assert_close(model.backbone.no_mem_embed, state['no_mem_embed'])

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..sam2_parts import (
     build_sam2_image_encoder,
+    decoder_inputs,
     resolve_sam2_arch,
     sam2_block_levels,
     sam2_stage_ends,
@@ -120,7 +121,7 @@ class SAM2HieraAdapter(AdaptedEncoder):
         _, maps = self._forward_blocks(x, outputs)
         maps = dict(zip(outputs, maps))
         features, _ = self.encoder.neck([maps[i] for i in trunk.stage_ends])
-        features = features[:len(features) - self.encoder.scalp]
-        embedding = features[-1] + self.no_mem_embed.view(1, -1, 1, 1)
+        embedding, high_res = decoder_inputs(features[:len(features) - self.encoder.scalp],
+                                             self.no_mem_embed)
         return EncoderOutput(embedding, [maps[i] for i in self.out_indices], self.level_strides,
-                             decoder_features=tuple(features[:-1]))
+                             decoder_features=high_res)

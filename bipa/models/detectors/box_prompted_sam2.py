@@ -9,7 +9,12 @@ from torch import Tensor, nn
 
 from ..backbones.encoder_output import EncoderOutput
 from ..mask_decoders import SAM2MaskDecoder
-from ..sam2_parts import build_sam2_image_encoder, resolve_sam2_arch, sam2_stage_strides
+from ..sam2_parts import (
+    build_sam2_image_encoder,
+    decoder_inputs,
+    resolve_sam2_arch,
+    sam2_stage_strides,
+)
 from .box_prompted_sam import BoxPromptedSAM
 
 
@@ -62,9 +67,9 @@ class BoxPromptedSAM2(BoxPromptedSAM):
         """The decoder's image embedding (FPN stride 16 + ``no_mem_embed``) and
         its high-resolution features (FPN strides 4 and 8)."""
         self.check_input(batch_inputs)
-        fpn = self.image_encoder(batch_inputs)['backbone_fpn']
-        return EncoderOutput(fpn[-1] + self.no_mem_embed.view(1, -1, 1, 1), [], (),
-                             decoder_features=tuple(fpn[:-1]))
+        embedding, high_res = decoder_inputs(self.image_encoder(batch_inputs)['backbone_fpn'],
+                                             self.no_mem_embed)
+        return EncoderOutput(embedding, [], (), decoder_features=high_res)
 
     def decode(self, feats: EncoderOutput, boxes: Tensor,
                img_inds: Tensor) -> Tuple[Tensor, Tensor]:
