@@ -308,5 +308,5 @@ def run(args) -> dict:
 
 
 if __name__ == '__main__':
-    from bipa.utils.cli import run_cli
+    from bipa.apis import run_cli
     raise SystemExit(run_cli(main))

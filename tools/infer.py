@@ -25,10 +25,9 @@ import warnings
 import cv2
 
 import bipa  # noqa: F401  (registers BiPA; lets torch load mmengine checkpoints)
-from bipa.apis import build_inferencer, expand_inputs, predict_files
+from bipa.apis import build_inferencer, expand_inputs, predict_files, run_cli
 from bipa.datasets import ImageReadError
 from bipa.utils import examples
-from bipa.utils.cli import run_cli
 
 
 def parse_args(argv=None):

@@ -15,11 +15,10 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.config import Config, DictAction
 
 import bipa  # noqa: F401  (registers BiPA; lets torch load mmengine checkpoints)
-from bipa.apis import runner_from_cfg
+from bipa.apis import run_cli, runner_from_cfg
 from bipa.datasets import check_evaluation_split
 from bipa.models import check_checkpoint_fits
 from bipa.utils import check_run_inputs, load_run_config, shutdown_distributed
-from bipa.utils.cli import run_cli
 
 
 def parse_args(argv=None):

@@ -5,9 +5,8 @@ import sys
 
 from mmengine.config import Config, DictAction
 
-from bipa.apis import runner_from_cfg
+from bipa.apis import run_cli, runner_from_cfg
 from bipa.utils import check_run_inputs, load_run_config, shutdown_distributed, switch_amp_off
-from bipa.utils.cli import run_cli
 
 
 def parse_args(argv=None):

@@ -9,9 +9,8 @@ import pytest
 import torch
 from mmdet.registry import MODELS
 
-from bipa.apis import build_inferencer
+from bipa.apis import build_inferencer, run_cli
 from bipa.models.frozen_weights import FROZEN_META, file_fingerprint
-from bipa.utils.cli import run_cli
 from tests.conftest import ROOT, Killed, load_tool
 from tests.test_engine.conftest import KillAt, assert_same_weights, make_loop_cfg, run_loop
 

@@ -8,10 +8,9 @@ import signal
 import pytest
 import torch
 
-from bipa.apis import load_rounds
+from bipa.apis import load_rounds, run_cli
 from bipa.engine import BaseSolver, BilevelConfig
 from bipa.engine.stop_signal import STOPPED_EXIT_CODE, StopSignals, TrainingStopped
-from bipa.utils.cli import run_cli
 from tests.conftest import load_tool
 from tests.test_engine.conftest import assert_same_weights, run_loop
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from bipa.utils.cli import run_cli
+from bipa.apis import run_cli
 from tests.conftest import HalfWrittenFile, Killed, load_tool
 from tests.test_engine.conftest import KillAt, make_loop_cfg
 from tests.test_engine.conftest import run_loop as run

@@ -16,9 +16,8 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from bipa.apis import use_data_root
+from bipa.apis import run_cli, use_data_root
 from bipa.datasets import SYNTHETIC_CLASSES, SyntheticUnderwaterDataset, holdout_image_ids
-from bipa.utils.cli import run_cli
 from tests.conftest import DEMO_CFG, ROOT, load_tool, run_tool
 
 CONFIG = str(DEMO_CFG)

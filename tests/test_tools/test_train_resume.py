@@ -10,9 +10,8 @@ import textwrap
 import pytest
 import torch
 
-from bipa.apis import load_rounds
+from bipa.apis import load_rounds, run_cli
 from bipa.utils import lock_work_dir
-from bipa.utils.cli import run_cli
 from tests.conftest import ROOT, load_tool
 
 KILLER = textwrap.dedent('''

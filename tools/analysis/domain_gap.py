@@ -37,5 +37,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    from bipa.utils.cli import run_cli
+    from bipa.apis import run_cli
     raise SystemExit(run_cli(main))

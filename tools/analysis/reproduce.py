@@ -353,5 +353,5 @@ def main(argv=None) -> List[dict]:
 
 
 if __name__ == '__main__':
-    from bipa.utils.cli import run_cli
+    from bipa.apis import run_cli
     raise SystemExit(run_cli(main))

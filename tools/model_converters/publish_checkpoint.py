@@ -23,9 +23,9 @@ from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import bipa  # noqa: F401  (registers BiPA; lets torch load mmengine checkpoints)
+from bipa.apis import run_cli
 from bipa.models import complete_checkpoint
 from bipa.models.frozen_weights import FROZEN_META
-from bipa.utils.cli import run_cli
 
 
 def parse_args(argv=None):

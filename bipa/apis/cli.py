@@ -6,14 +6,15 @@ from typing import Callable, List, Optional
 
 import torch
 
+from ..datasets import AnnotationError, HoldoutError, ImageReadError
+from ..engine.stop_signal import TrainingStopped
+from ..models import SAMCheckpointError
+from ..utils import ConfigError, WorkDirBusyError
+
 
 def user_errors() -> tuple:
     """The errors that describe bad input (files, data, checkpoints, work dir),
     each with a message that names what to fix."""
-    from ..datasets import AnnotationError, HoldoutError, ImageReadError
-    from ..models import SAMCheckpointError
-    from .config_error import ConfigError
-    from .work_dir_lock import WorkDirBusyError
     return (AnnotationError, HoldoutError, ImageReadError, SAMCheckpointError,
             WorkDirBusyError, ConfigError, FileNotFoundError)
 
@@ -46,7 +47,6 @@ def run_cli(main: Callable, argv: Optional[List[str]] = None) -> int:
     threads, previous = cpu_threads(), torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    from ..engine.stop_signal import TrainingStopped
     try:
         main(argv)
     except TrainingStopped as stop:

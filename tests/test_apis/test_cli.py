@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from bipa.utils import cli
+from bipa.apis import cli
 
 
 @pytest.mark.parametrize('env, cpus, load, expected', [
