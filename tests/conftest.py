@@ -19,6 +19,7 @@ from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.testing import demo_mm_inputs
 from mmdet.utils import register_all_modules
 from mmengine.config import Config
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import bipa  # noqa: F401  (registers the modules)
 from bipa.apis import use_data_root
@@ -136,6 +137,17 @@ def tiny_bilevel_cfg(data_root) -> Config:
     cfg.train_cfg.update(T=2, K_a=2, K_b=3, K_c=2, unit='iter')
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     return cfg
+
+
+def event_scalars(log_dir: str) -> dict:
+    """``{tag: [(step, value), ...]}`` of the one TensorBoard event file under
+    ``log_dir``."""
+    files = list(Path(log_dir).glob('vis_data/events.out.tfevents.*'))
+    assert len(files) == 1, files
+    events = EventAccumulator(str(files[0]), size_guidance={'scalars': 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
+            for tag in events.Tags()['scalars']}
 
 
 # tiny models: one thread is faster than two and immune to a busy machine

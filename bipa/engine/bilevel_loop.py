@@ -2,7 +2,7 @@
 import copy
 import logging
 import os.path as osp
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Iterator, List, Optional, Union
 
 import torch
 from mmdet.registry import DATASETS, LOOPS
@@ -509,8 +509,7 @@ class BilevelLoop(IterBasedTrainLoop):
                 self.runner.logger.info(
                     f'prompt search round {round_idx}: best f={value:.6f}, rho weights='
                     + '[' + ', '.join(f'{w:.4f}' for w in best) + ']')
-                self.runner.visualizer.add_scalars(
-                    {'search/best_f': value, 'search/round': round_idx}, step=iteration)
+                self._log_round(round_idx, iteration, value, best)
             except TrainingStopped:
                 packet[0] = 1
             finally:
@@ -524,7 +523,20 @@ class BilevelLoop(IterBasedTrainLoop):
             raise TrainingStopped(message)
         prompt.set_group_weights(packet[1:].cpu())
 
+    def _log_round(self, round_idx: int, iteration: int, value: float,
+                   weights: List[float]) -> None:
+        """The visualizer's (TensorBoard's) scalars of a round: its best f and
+        rho's group weights at step ``round_idx``; the round at step
+        ``iteration`` (the training iteration it follows)."""
+        visualizer = self.runner.visualizer
+        visualizer.add_scalars({'search/best_f': value, **{
+            f'rho/group_{g:02d}': w for g, w in enumerate(weights)}}, step=round_idx)
+        visualizer.add_scalars({'search/round': round_idx}, step=iteration)
+
     def _log_trial(self, round_idx: int, trial) -> None:
+        """A trial's line in the log; its f in the visualizer at step
+        ``(round_idx - 1) * K_b + trial.number`` (trials counted over rounds).
+        A stop signal ends the search after it."""
         value = '' if trial.value is None else f'f={trial.value:.6f} '
         self.runner.logger.info(f'phase=adaptation round={round_idx} trial={trial.number} '
                                 f'{value}state={trial.state.name}')

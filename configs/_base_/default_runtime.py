@@ -21,8 +21,14 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'))  # gloo when there is no GPU (bipa.utils.setup_launcher)
 
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+# scalars (losses, lr, the search's f per trial and rho per round, COCO mAP) to
+# <work_dir>/<timestamp>/vis_data: scalars.json and TensorBoard's event file
+# (tensorboard --logdir <work_dir>)
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+# no name: mmengine names it after the run, so that each Runner of a process (the
+# demo's, the tests') gets its own visualizer writing to its own log dir; a fixed
+# name hands every later Runner the first one's, and its save_dir
+visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends)
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 
 log_level = 'INFO'

@@ -69,4 +69,4 @@ log "mmdet, mmengine, segment-anything, optuna, pycocotools, timm; bipa (editabl
 pip_install -r "$ROOT/requirements.txt" -r "$ROOT/requirements/tests.txt"
 pip_install --no-deps --no-build-isolation -e "$ROOT"
 
-"$PY" -W ignore -c "import bipa, mmdet, mmcv.ops, segment_anything, sam2, optuna; print('[bipa-setup] ok: torch', __import__('torch').__version__, 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__)"
+"$PY" -W ignore -c "import bipa, mmdet, mmcv.ops, segment_anything, sam2, optuna, tensorboard; print('[bipa-setup] ok: torch', __import__('torch').__version__, 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__)"
