@@ -304,6 +304,8 @@ def run(args) -> dict:
               f'{m["in_air"]["coco/segm_mAP"]:7.3f}')
     print(f'[demo] done in {minutes:.1f} min; checkpoint {checkpoint} (tools/test.py '
           f'{osp.relpath(config, ROOT)} {checkpoint} gives the same table); drawings {grid}')
+    print(f'[demo] training curves (losses, lr, f per trial, rho per round): '
+          f'tensorboard --logdir {runner.log_dir}')
     return summary
 
 

@@ -10,7 +10,7 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 
 from bipa.models import load_sam_checkpoint
-from tests.conftest import ROOT, load_tool
+from tests.conftest import ROOT, event_scalars, load_tool
 
 SHIPPED = ROOT / 'checkpoints' / 'sam_vit-tiny_inair.pth'
 
@@ -106,6 +106,10 @@ def test_demo_prints_its_story_in_under_80_lines(tmp_path, monkeypatch, capsys):
     for noise in ('Average Precision', 'loading annotations', 'mmengine - INFO',
                   'get_instance', 'FileClient'):
         assert noise not in text, noise
+    command = lines[-1].split(': ', 1)[1]
+    assert command.startswith('tensorboard --logdir ')
+    scalars = event_scalars(command.split(' --logdir ')[1])
+    assert {'loss', 'lr', 'search/f', 'search/best_f', 'rho/group_00'} <= set(scalars)
     # (a runner started in the same second as the previous one shares its log file)
     assert any('Iter(train) [3/3]' in log.read_text() for log in tmp_path.glob('quiet/**/*.log'))
 
