@@ -5,6 +5,8 @@ import numpy as np
 from mmdet.registry import DATASETS
 from mmengine.dataset import BaseDataset
 
+from ..utils import check_choice
+
 HOLDOUT_PARTS = ('train', 'holdout')
 #: the seed of a holdout that names none
 HOLDOUT_SEED = 0
@@ -42,8 +44,7 @@ def build_holdout_split(dataset: Union[dict, BaseDataset], *, part: str,
     """Build ``dataset`` and keep its ``part``: ``'holdout'`` is D_val,
     ``'train'`` the rest (D_tr). Both parts of the same spec are disjoint and
     together cover the dataset."""
-    if part not in HOLDOUT_PARTS:
-        raise ValueError(f'part must be one of {HOLDOUT_PARTS}, got {part!r}')
+    check_choice(part, HOLDOUT_PARTS, 'part')
     if isinstance(dataset, dict):
         dataset = DATASETS.build(dataset)
     dataset.full_init()

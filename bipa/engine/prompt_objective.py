@@ -17,7 +17,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..models.mask_prompts import MaskPrompts
-from ..utils import ConfigError, get_rng_states, set_rng_states
+from ..utils import ConfigError, check_choice, get_rng_states, set_rng_states
 
 
 @contextlib.contextmanager
@@ -252,9 +252,7 @@ class MaskObjective:
 
     @staticmethod
     def _checked(objective: str) -> str:
-        if objective not in OBJECTIVES:
-            raise ConfigError(f'train_cfg.search.objective must be one of {OBJECTIVES}, '
-                              f'got {objective!r}')
+        check_choice(objective, OBJECTIVES, 'train_cfg.search.objective', ConfigError)
         return objective
 
     def using(self, objective: str) -> 'MaskObjective':

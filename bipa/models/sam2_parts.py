@@ -15,7 +15,7 @@ from sam2.modeling.position_encoding import PositionEmbeddingSine
 from sam2.modeling.sam.transformer import TwoWayTransformer
 from torch.overrides import TorchFunctionMode
 
-from ..utils import ConfigError
+from ..utils import ConfigError, check_choice
 
 # sam2.1_hiera_{t,s,b+,l}.yaml (trunk arguments; Hiera's defaults elsewhere)
 SAM2_ARCHS: Dict[str, dict] = {
@@ -47,9 +47,7 @@ def resolve_sam2_arch(arch: Union[str, dict]) -> dict:
     stages are at ``patch_stride * 2**i``, and the decoder's image embedding
     is the third (stride 16 in SAM 2)."""
     if isinstance(arch, str):
-        if arch not in SAM2_ARCHS:
-            raise ConfigError(f'model.backbone.arch must be one of {sorted(SAM2_ARCHS)} or a '
-                              f'dict, got {arch!r}')
+        check_choice(arch, SAM2_ARCHS, 'model.backbone.arch', ConfigError, alternative='a dict')
         arch = SAM2_ARCHS[arch]
     missing = {'embed_dim', 'num_heads'} - set(arch)
     if missing:

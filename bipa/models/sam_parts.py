@@ -10,6 +10,7 @@ from typing import Dict, Union
 from segment_anything.modeling import ImageEncoderViT
 from torch import nn
 
+from ..utils import check_choice
 from .mask_decoders import SAMMaskDecoder
 
 # segment_anything's build_sam_vit_{h,l,b} settings
@@ -28,9 +29,7 @@ def resolve_sam_arch(arch: Union[str, dict]) -> dict:
     ``patch_size``, ``mlp_ratio``, ``out_chans``, ``window_size``) -> the full
     keyword arguments of ``ImageEncoderViT``'s arch."""
     if isinstance(arch, str):
-        if arch not in SAM_ARCHS:
-            raise ValueError(f'unknown SAM arch {arch!r}; expected one of '
-                             f'{sorted(SAM_ARCHS)} or a dict')
+        check_choice(arch, SAM_ARCHS, 'SAM arch', alternative='a dict')
         arch = SAM_ARCHS[arch]
     required = {'embed_dim', 'depth', 'num_heads', 'global_attn_indexes'}
     missing = required - set(arch)

@@ -1,5 +1,6 @@
 from .checkpoint_compat import register_checkpoint_safe_globals
 from .checkpoint_files import UnreadableCheckpointError, checkpoint_problem, find_resume_checkpoint
+from .choice_check import check_choice
 from .config_check import check_config
 from .config_error import ConfigError
 from .dataset_compat import fix_dataset_subset_memo
@@ -17,9 +18,9 @@ from .text import examples
 from .work_dir_lock import WorkDirBusyError, lock_work_dir
 
 __all__ = [
-    'ConfigError', 'check_config', 'register_checkpoint_safe_globals', 'fix_dataset_subset_memo',
-    'get_rng_states', 'set_rng_states', 'load_run_config', 'setup_launcher',
-    'check_run_inputs', 'switch_amp_off',
+    'ConfigError', 'check_choice', 'check_config', 'register_checkpoint_safe_globals',
+    'fix_dataset_subset_memo', 'get_rng_states', 'set_rng_states', 'load_run_config',
+    'setup_launcher', 'check_run_inputs', 'switch_amp_off',
     'setup_cuda_allocator', 'shutdown_distributed',
     'WorkDirBusyError', 'lock_work_dir', 'examples', 'UnreadableCheckpointError',
     'checkpoint_problem', 'find_resume_checkpoint', 'die_with_launcher',

@@ -8,6 +8,7 @@ from typing import Dict, Mapping, Optional, Sequence
 import cv2
 import numpy as np
 
+from ...utils import check_choice
 from ..underwater import SYNTHETIC_CLASSES
 from .optics import MEDIA
 from .render import render_synthetic_image
@@ -71,8 +72,7 @@ def generate_synthetic_dataset(out_dir: str,
     seed = int(seed)
     if seed < 0:
         raise ValueError('seed must be non-negative')
-    if medium not in MEDIA:
-        raise ValueError(f'medium must be one of {MEDIA}, got {medium!r}')
+    check_choice(medium, MEDIA, 'medium')
     for name, n in splits.items():
         if not name or name in ('.', '..', 'annotations') or '/' in name \
                 or '\\' in name:

@@ -5,6 +5,7 @@ from typing import Tuple
 
 import numpy as np
 
+from ...utils import check_choice
 from .optics import MEDIA, caustics, in_air_image, sample_water, underwater_image
 from .scene import compose_scene, sample_camera
 
@@ -34,8 +35,7 @@ def render_synthetic_image(rng: np.random.Generator,
         ``depth`` (float32 metres), ``medium`` and ``water`` (the water's
         parameters; they also set how far objects may be, in both media).
     """
-    if medium not in MEDIA:
-        raise ValueError(f'medium must be one of {MEDIA}, got {medium!r}')
+    check_choice(medium, MEDIA, 'medium')
     H, W = int(image_size[0]), int(image_size[1])
     if H < 16 or W < 16:
         raise ValueError(f'image_size must be at least 16x16, got {H}x{W}')

@@ -6,7 +6,7 @@ from mmengine.model import BaseModule
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ...utils import ConfigError
+from ...utils import ConfigError, check_choice
 from ..layers import BlockAdapter
 
 GRAD_MODES = ('residual', 'checkpoint', 'exact')
@@ -45,13 +45,10 @@ class AdaptedEncoder(BaseModule):
         self.adapter_indices = tuple(
             range(depth // 4, depth, 2) if adapter_indices is None else adapter_indices)
         self.check_block_indices('adapter_indices', self.adapter_indices, depth)
-        if grad_mode not in GRAD_MODES:
-            raise ConfigError(f'model.backbone.grad_mode must be one of {GRAD_MODES}, '
-                              f'got {grad_mode!r}')
+        check_choice(grad_mode, GRAD_MODES, 'model.backbone.grad_mode', ConfigError)
         self.grad_mode = grad_mode
-        if mlp_adapter_input not in MLP_ADAPTER_INPUTS:
-            raise ConfigError(f'model.backbone.mlp_adapter_input must be one of '
-                              f'{MLP_ADAPTER_INPUTS}, got {mlp_adapter_input!r}')
+        check_choice(mlp_adapter_input, MLP_ADAPTER_INPUTS, 'model.backbone.mlp_adapter_input',
+                     ConfigError)
         self.mlp_adapter_input = mlp_adapter_input
         self.adapters = nn.ModuleDict({
             str(i): BlockAdapter(block_dims[i], ratio=adapter_ratio,

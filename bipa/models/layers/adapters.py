@@ -4,7 +4,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ...utils import ConfigError
+from ...utils import ConfigError, check_choice
 from .channel_attention import ChannelAttention
 
 ADAPTER_INITS = ('identity', 'random')
@@ -78,9 +78,7 @@ class BlockAdapter(nn.Module):
     def __init__(self, dim: int, *, ratio: float = 0.25, mlp_scale: float = 0.5,
                  use_space: bool = False, init: str = 'identity') -> None:
         super().__init__()
-        if init not in ADAPTER_INITS:
-            raise ConfigError(f'model.backbone.adapter_init must be one of {ADAPTER_INITS}, '
-                              f'got {init!r}')
+        check_choice(init, ADAPTER_INITS, 'model.backbone.adapter_init', ConfigError)
         zero = init == 'identity'
         self.space: Optional[BottleneckAdapter] = (
             BottleneckAdapter(dim, ratio=ratio, skip=True, zero_init=zero)

@@ -5,7 +5,7 @@ import torch
 from mmdet.registry import MODELS
 from torch import nn
 
-from ...utils import ConfigError
+from ...utils import ConfigError, check_choice
 
 DENSE_PROMPT_MODES = ('frozen', 'naive', 'bilevel')
 DENSE_PROMPT_BASES = ('sam', 'learned', 'scratch')
@@ -54,13 +54,9 @@ class DensePrompt(nn.Module):
                  scratch_init: str = 'zeros') -> None:
         super().__init__()
         key = 'model.roi_head.mask_head.dense_prompt'
-        if mode not in DENSE_PROMPT_MODES:
-            raise ConfigError(f'{key}.mode must be one of {DENSE_PROMPT_MODES}, got {mode!r}')
-        if base not in DENSE_PROMPT_BASES:
-            raise ConfigError(f'{key}.base must be one of {DENSE_PROMPT_BASES}, got {base!r}')
-        if scratch_init not in SCRATCH_INITS:
-            raise ConfigError(f'{key}.scratch_init must be one of {SCRATCH_INITS}, got '
-                              f'{scratch_init!r}')
+        check_choice(mode, DENSE_PROMPT_MODES, f'{key}.mode', ConfigError)
+        check_choice(base, DENSE_PROMPT_BASES, f'{key}.base', ConfigError)
+        check_choice(scratch_init, SCRATCH_INITS, f'{key}.scratch_init', ConfigError)
         if base != 'sam' and mode != 'bilevel':
             raise ConfigError(f"{key}.base: base={base!r} applies to mode 'bilevel' (mode "
                               f"{mode!r} {'trains' if mode == 'naive' else 'freezes'} the "

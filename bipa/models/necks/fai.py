@@ -16,7 +16,7 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from ...utils import ConfigError
+from ...utils import ConfigError, check_choice
 from ..layers.channel_attention import ChannelAttention
 from ..layers.ema import EMA
 from ..layers.norm import LayerNorm2d
@@ -44,9 +44,7 @@ class MultiScaleConv(nn.Module):
                  norm_cfg: ConfigType = dict(type='BN', requires_grad=True)
                  ) -> None:
         super().__init__()
-        if conv not in MULTISCALE_CONVS:
-            raise ConfigError(f'model.neck.multiscale_conv must be one of '
-                              f'{MULTISCALE_CONVS}, got {conv!r}')
+        check_choice(conv, MULTISCALE_CONVS, 'model.neck.multiscale_conv', ConfigError)
         self.proj = ConvModule(in_channels, out_channels, 1, norm_cfg=norm_cfg,
                                act_cfg=dict(type='GELU'))
         groups = out_channels if conv == 'depthwise' else 1
@@ -122,10 +120,7 @@ class WeightGenerator(nn.Module):
                  norm_cfg: ConfigType = dict(type='BN', requires_grad=True)
                  ) -> None:
         super().__init__()
-        if alpha_channels not in (1, channels):
-            raise ConfigError(
-                f'model.neck.alpha_channels must be 1 (position-wise) or {channels} '
-                f'(per channel), got {alpha_channels}')
+        check_choice(alpha_channels, (1, channels), 'model.neck.alpha_channels', ConfigError)
         self.reduce = ConvModule(
             2 * channels, channels, 3, padding=1, norm_cfg=norm_cfg,
             act_cfg=dict(type='ReLU'))
@@ -186,9 +181,7 @@ class FAINeck(BaseModule):
                  vit_stride: Union[int, Sequence[int]] = 16,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if fusion not in FUSIONS:
-            raise ConfigError(
-                f'model.neck.fusion must be one of {FUSIONS}, got {fusion!r}')
+        check_choice(fusion, FUSIONS, 'model.neck.fusion', ConfigError)
         if len(local_strides) != len(local_channels):
             raise ConfigError(
                 f'model.neck.local_strides {tuple(local_strides)} and local_channels '
@@ -248,10 +241,8 @@ class FAINeck(BaseModule):
         ``vit_channel_attention`` shared by all levels; the other place holds
         an identity, so that the keys of both layouts stay as they are.
         """
-        if attention not in VIT_CHANNEL_ATTENTIONS:
-            raise ConfigError(
-                f'model.neck.vit_channel_attention must be one of '
-                f'{VIT_CHANNEL_ATTENTIONS}, got {attention!r}')
+        check_choice(attention, VIT_CHANNEL_ATTENTIONS, 'model.neck.vit_channel_attention',
+                     ConfigError)
         if not isinstance(sampling_norm, bool):
             raise ConfigError(
                 f'model.neck.sampling_norm must be True or False, got {sampling_norm!r}')

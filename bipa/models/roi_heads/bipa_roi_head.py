@@ -9,7 +9,7 @@ from mmdet.structures import SampleList
 from mmdet.utils import InstanceList
 from torch import Tensor
 
-from ...utils import ConfigError
+from ...utils import ConfigError, check_choice
 from ..mask_prompts import MaskPrompts
 from ..prompted_features import PromptedFeatures
 
@@ -37,9 +37,7 @@ class BiPARoIHead(StandardRoIHead):
                                                                      normalize=True),
                  pe_mask: str = 'padding', **kwargs) -> None:
         super().__init__(**kwargs)
-        if pe_mask not in PE_MASKS:
-            raise ConfigError(f'model.roi_head.pe_mask must be one of {PE_MASKS}, '
-                              f'got {pe_mask!r}')
+        check_choice(pe_mask, PE_MASKS, 'model.roi_head.pe_mask', ConfigError)
         self.pe_mask = pe_mask
         self.positional_encoding = (SinePositionalEncoding(**positional_encoding)
                                     if positional_encoding is not None else None)

@@ -12,7 +12,7 @@ from mmengine.structures import InstanceData
 from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 from torch import Tensor, nn
 
-from ...utils import ConfigError
+from ...utils import ConfigError, check_choice
 from .. import mask_decoders  # noqa: F401  (registers the decoders)
 from ..mask_prompts import MaskPrompts
 
@@ -80,11 +80,8 @@ class SAMPromptMaskHead(BaseModule):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         key = 'model.roi_head.mask_head'
-        if anchor not in ANCHORS:
-            raise ConfigError(f'{key}.anchor must be one of {ANCHORS}, got {anchor!r}')
-        if mask_upsample not in MASK_UPSAMPLES:
-            raise ConfigError(f'{key}.mask_upsample must be one of {MASK_UPSAMPLES}, got '
-                              f'{mask_upsample!r}')
+        check_choice(anchor, ANCHORS, f'{key}.anchor', ConfigError)
+        check_choice(mask_upsample, MASK_UPSAMPLES, f'{key}.mask_upsample', ConfigError)
         self.embed_dim = embed_dim
         self.anchor = anchor
         self.mask_upsample = mask_upsample

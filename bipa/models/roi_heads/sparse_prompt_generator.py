@@ -5,7 +5,7 @@ import torch
 from mmdet.registry import MODELS
 from torch import nn
 
-from ...utils import ConfigError
+from ...utils import ConfigError, check_choice
 
 GENERATOR_ARCHS = ('ours', 'authors')
 TOKEN_FORMS = ('sincos', 'sin_plus')
@@ -34,17 +34,14 @@ class SparsePromptGenerator(nn.Module):
                  token_form: Optional[str] = None) -> None:
         super().__init__()
         key = 'model.roi_head.mask_head.prompt_generator'
-        if arch not in GENERATOR_ARCHS:
-            raise ConfigError(f'{key}.arch must be one of {GENERATOR_ARCHS}, got {arch!r}')
+        check_choice(arch, GENERATOR_ARCHS, f'{key}.arch', ConfigError)
         preset = (dict(hidden_dims=(hidden_dim,), norm=False, token_form='sincos')
                   if arch == 'ours' else
                   dict(hidden_dims=(embed_dim, embed_dim), norm=True, token_form='sin_plus'))
         hidden_dims = tuple(preset['hidden_dims'] if hidden_dims is None else hidden_dims)
         norm = preset['norm'] if norm is None else norm
         token_form = preset['token_form'] if token_form is None else token_form
-        if token_form not in TOKEN_FORMS:
-            raise ConfigError(f'{key}.token_form must be one of {TOKEN_FORMS}, got '
-                              f'{token_form!r}')
+        check_choice(token_form, TOKEN_FORMS, f'{key}.token_form', ConfigError)
         if token_form == 'sincos' and embed_dim % 2:
             raise ConfigError(f'{key}: sin/cos tokens need an even embed_dim, got {embed_dim}')
         self.num_tokens = num_tokens

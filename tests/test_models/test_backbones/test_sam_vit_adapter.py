@@ -120,7 +120,7 @@ def test_frozen_computations_store_no_activations():
 
 
 @pytest.mark.parametrize('kwargs,match', [
-    (dict(arch='vit_x'), 'unknown SAM arch'),
+    (dict(arch='vit_x'), 'SAM arch must be one of'),
     (dict(arch=dict(embed_dim=8)), 'lacks'),
     (dict(arch=TINY, out_indices=(9,)), 'out of range'),
     (dict(arch=TINY, grad_mode='fast'), 'grad_mode must be one of'),
