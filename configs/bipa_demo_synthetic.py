@@ -13,7 +13,7 @@ _base_ = [
 # shipped in checkpoints/. As in BiPA, its ViT and mask decoder stay frozen:
 # adapters, FAI, RPN, RoI heads and the prompt generator learn. The local
 # ResNet has no ImageNet weights here, so it is trained too.
-# The mask branch starts from box-prompted SAM (README, "The mask branch").
+# The mask branch starts from box-prompted SAM (docs/training.md, "The mask branch").
 model = dict(
     sam_checkpoint='checkpoints/sam_vit-tiny_inair.pth',
     local_backbone=dict(

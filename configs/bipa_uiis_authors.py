@@ -1,5 +1,5 @@
 # BiPA on UIIS with the authors' choice for every switch where their public
-# code (ZeAstra/BiPA) and this project differ (README, "Fidelity"): their
+# code (ZeAstra/BiPA) and this project differ (docs/fidelity.md): their
 # schedule (bipa_uiis_authors-schedule.py), model, losses, data and optimizer.
 # The one exception is D_val: they score trials on the split they report as
 # test; here, as in every config, it is held out of train.

@@ -1,8 +1,8 @@
 # Pre-trains the tiny SAM that configs/_base_/models/bipa_vit-tiny.py expects
 # on synthetic scenes in air, with box prompts as SAM itself is trained: the
 # stand-in for SAM's SA-1B pre-training (no SAM weights exist for that arch).
-# Its checkpoint ships as checkpoints/sam_vit-tiny_inair.pth (README: how to
-# rebuild it). Validation reports oracle-box segm mAP (SAM's masks for the GT
+# Its checkpoint ships as checkpoints/sam_vit-tiny_inair.pth (docs/install.md:
+# how to rebuild it). Validation reports oracle-box segm mAP (SAM's masks for the GT
 # boxes).
 _base_ = [
     './_base_/models/bipa_vit-tiny.py', './_base_/datasets/synthetic_inair_pretrain.py',

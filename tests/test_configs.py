@@ -101,7 +101,7 @@ def test_vit_h_parameter_counts(name, millions):
     """On the meta device (no memory): the paper config's 748.1M, and the
     authors'-choices config's 735.5M = the authors' 737.4M minus the two modules
     their code builds but never calls (a 13th adapter block, 1.64M; four FPN
-    lateral convs, 0.26M); on SAM 2.1 Hiera-L, 308.3M (README, "BiPA on SAM 2.1")."""
+    lateral convs, 0.26M); on SAM 2.1 Hiera-L, 308.3M (docs/sam2.md, "Weights and sizes")."""
     import torch
     cfg = Config.fromfile(str(ROOT / 'configs' / name))
     with torch.device('meta'):

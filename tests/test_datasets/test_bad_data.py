@@ -118,7 +118,7 @@ def test_annotations_of_categories_that_are_not_classes(data, monkeypatch):
 def test_test_tool_warns_once_of_dropped_categories(tiny_data, tmp_path, monkeypatch):
     """tools/test.py on a split with annotations of a category that is not a
     class, dropped with ``ignore_extra_categories=True``: one warning, in the
-    run's log, as the README says (a dataset build warns once; mmengine hides a
+    run's log, as docs/reliability.md says (a dataset build warns once; mmengine hides a
     repeated warning only within one logger)."""
     import bipa.datasets.underwater as underwater
 

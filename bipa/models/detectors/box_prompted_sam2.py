@@ -35,7 +35,7 @@ class BoxPromptedSAM2(BoxPromptedSAM):
             projections ``conv_s0``/``conv_s1`` stay at zero, their
             initialisation, so the decoder reads the image embedding alone.
             Pre-training the tiny SAM 2 from scratch with the path on from
-            the start stalls (README, "BiPA on SAM 2.1").
+            the start stalls (docs/sam2.md, "Why high_res_after").
         Others: as :class:`BoxPromptedSAM`.
     """
 

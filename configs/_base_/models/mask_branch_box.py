@@ -1,5 +1,5 @@
-# The mask branch that starts from box-prompted SAM (README, "The mask
-# branch"; beyond the paper): each RoI's tokens are SAM's box prompt plus a
+# The mask branch that starts from box-prompted SAM (docs/training.md, "The
+# mask branch"; beyond the paper): each RoI's tokens are SAM's box prompt plus a
 # zero-initialised residual from the prompt generator, and Dice joins the
 # mask BCE in training (the search's f stays the BCE). A leaf config applies
 # it with model = dict(roi_head=dict(mask_head={{_base_.mask_branch}})).

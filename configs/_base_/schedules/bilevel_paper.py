@@ -33,7 +33,7 @@ train_cfg = dict(
     adaptation_only=False,
     holdout=dict(fraction=0.1, seed=0),
     val_split=None,
-    # the paper's f (mask BCE) and solver (TPE); README "The upper level"
+    # the paper's f (mask BCE) and solver (TPE); docs/search.md
     search=dict(objective='bce', solver='tpe', solver_kwargs=dict(), seed=0,
                 storage=None, batch_size=1, num_workers=2, cache=True),
     # lr=None restarts at the optimizer's lr; milestones count from the phase's start
