@@ -16,7 +16,7 @@ env_cfg = dict(
     cudnn_benchmark=False,
     # PYTORCH_CUDA_ALLOC_CONF for every runner (bipa.apis.runner_from_cfg) and the benchmark
     # (bipa.utils.setup_cuda_allocator): at batch 2 on configs/bipa_uiis.py it keeps the
-    # cache near the allocated peak instead of about twice it (README, Speed and memory)
+    # cache near the allocated peak instead of about twice it (docs/speed.md, ViT-H on a GPU)
     cuda_alloc_conf='expandable_segments:True',
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'))  # gloo when there is no GPU (bipa.utils.setup_launcher)
