@@ -10,7 +10,7 @@ from typing import Dict, Union
 from segment_anything.modeling import ImageEncoderViT
 from torch import nn
 
-from ..utils import check_choice
+from ..utils import ConfigError, check_choice
 from .mask_decoders import SAMMaskDecoder
 
 # segment_anything's build_sam_vit_{h,l,b} settings
@@ -23,18 +23,19 @@ _ARCH_DEFAULTS = dict(img_size=1024, patch_size=16, mlp_ratio=4.0, out_chans=256
                       window_size=14)
 
 
-def resolve_sam_arch(arch: Union[str, dict]) -> dict:
+def resolve_sam_arch(arch: Union[str, dict], key: str = 'model.backbone.arch') -> dict:
     """``'vit_h' | 'vit_l' | 'vit_b'`` or a dict with ``embed_dim``, ``depth``,
     ``num_heads``, ``global_attn_indexes`` (and optionally ``img_size``,
     ``patch_size``, ``mlp_ratio``, ``out_chans``, ``window_size``) -> the full
-    keyword arguments of ``ImageEncoderViT``'s arch."""
+    keyword arguments of ``ImageEncoderViT``'s arch; ``key`` names the config
+    key in errors."""
     if isinstance(arch, str):
-        check_choice(arch, SAM_ARCHS, 'SAM arch', alternative='a dict')
+        check_choice(arch, SAM_ARCHS, key, ConfigError, alternative='a dict')
         arch = SAM_ARCHS[arch]
     required = {'embed_dim', 'depth', 'num_heads', 'global_attn_indexes'}
     missing = required - set(arch)
     if missing:
-        raise ValueError(f'SAM arch dict lacks {sorted(missing)}')
+        raise ConfigError(f'{key} lacks {sorted(missing)}')
     cfg = {**_ARCH_DEFAULTS, **arch}
     cfg['global_attn_indexes'] = tuple(cfg['global_attn_indexes'])
     return cfg

@@ -76,7 +76,7 @@ class BoxPromptedSAM(BaseDetector):
 
     def build_sam(self, arch: Union[str, dict], *, mask_in_chans: int, **decoder) -> None:
         """SAM's parts under the names of its checkpoints."""
-        arch_cfg = resolve_sam_arch(arch)
+        arch_cfg = resolve_sam_arch(arch, key='model.arch')
         self.img_size = arch_cfg['img_size']
         grid = self.img_size // arch_cfg['patch_size']
         embed_dim = arch_cfg['out_chans']

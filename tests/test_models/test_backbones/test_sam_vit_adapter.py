@@ -120,8 +120,9 @@ def test_frozen_computations_store_no_activations():
 
 
 @pytest.mark.parametrize('kwargs,match', [
-    (dict(arch='vit_x'), 'SAM arch must be one of'),
-    (dict(arch=dict(embed_dim=8)), 'lacks'),
+    (dict(arch='vit_x'), r"^model\.backbone\.arch must be one of \('vit_h', 'vit_l', "
+                         r"'vit_b'\) or a dict, got 'vit_x'$"),
+    (dict(arch=dict(embed_dim=8)), r"^model\.backbone\.arch lacks \['depth', "),
     (dict(arch=TINY, out_indices=(9,)), 'out of range'),
     (dict(arch=TINY, grad_mode='fast'), 'grad_mode must be one of'),
     (dict(arch=TINY, mlp_adapter_input='both'), 'mlp_adapter_input must be one of'),
