@@ -1,5 +1,6 @@
 """Build an mmengine Runner for a config, pointed at a data root."""
 import os.path as osp
+import uuid
 from typing import Optional
 
 from mmdet.registry import RUNNERS
@@ -48,10 +49,18 @@ def runner_from_cfg(cfg: Config) -> Runner:
     after the CUDA allocator is configured from ``env_cfg.cuda_alloc_conf``
     and the launcher is set up; the allocator setting is logged. The
     processes it forks (DataLoader workers) end with it
-    (:func:`~bipa.utils.guard_forked_children`)."""
+    (:func:`~bipa.utils.guard_forked_children`). Its visualizer is its own,
+    writing to its log dir, whatever Runners the process built before."""
     alloc_conf = setup_cuda_allocator(cfg)
     setup_launcher(cfg)
     guard_forked_children()
+    visualizer = cfg.get('visualizer')
+    if isinstance(visualizer, dict) and 'name' not in visualizer:
+        # a visualizer of its own: mmengine's instance manager hands a Runner the
+        # visualizer of an earlier one of the same name (by default the experiment
+        # name: config name and start time to the second), which writes to that
+        # Runner's log dir
+        visualizer['name'] = f'visualizer_{uuid.uuid4().hex}'
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.logger.info(f'CUDA caching allocator: PYTORCH_CUDA_ALLOC_CONF={alloc_conf}')
     return runner

@@ -16,7 +16,7 @@ from bipa.apis import (
 from bipa.datasets import AnnotationError
 from bipa.datasets.synthetic import generate_synthetic_dataset
 from bipa.datasets.underwater import CLASS_COLOURS
-from tests.conftest import ROOT
+from tests.conftest import ROOT, event_scalars
 
 SAM_CONFIG = str(ROOT / 'configs' / 'sam_vit-tiny_inair.py')
 SAM = str(ROOT / 'checkpoints' / 'sam_vit-tiny_inair.pth')
@@ -51,6 +51,23 @@ def test_build_runner_configures_the_cuda_allocator_first(monkeypatch, tmp_path)
     assert os.environ['PYTORCH_CUDA_ALLOC_CONF'] == 'max_split_size_mb:64'
     with open(runner.logger.log_file) as f:
         assert 'CUDA caching allocator: PYTORCH_CUDA_ALLOC_CONF=max_split_size_mb:64' in f.read()
+
+
+def test_runners_of_one_second_write_to_their_own_log_dirs(tmp_path):
+    """Two runners of one config and experiment name (as two started in the
+    same second): each writes its scalars to its own log dir."""
+    dirs = []
+    for run in ('before', 'train'):
+        runner = build_runner(str(ROOT / 'configs' / 'bipa_demo_synthetic.py'),
+                              work_dir=str(tmp_path / run), cfg_options={
+                                  'experiment_name': f'{tmp_path.name}_same',
+                                  'log_level': 'WARNING'})
+        runner.visualizer.add_scalars({'x': 1.0}, step=1)
+        dirs.append(runner.log_dir)
+        runner.visualizer.close()
+    assert dirs[0] != dirs[1]
+    for log_dir in dirs:
+        assert event_scalars(log_dir) == {'x': [(1, 1.0)]}
 
 
 def test_domain_gap_scores_the_same_scenes_in_both_media(media, tmp_path):
