@@ -133,6 +133,12 @@ def tiny_bilevel_cfg(data_root) -> Config:
         'default_hooks.visualization.draw': False,
         'train_cfg.holdout': dict(_delete_=True, count=3, seed=0),
         'train_cfg.search.batch_size': 2,
+        # 64x64 images: fewer proposals and RoIs than the demo's 128 px
+        'model.train_cfg.rpn_proposal.nms_pre': 100,
+        'model.train_cfg.rpn_proposal.max_per_img': 50,
+        'model.train_cfg.rcnn.sampler.num': 16,
+        'model.test_cfg.rpn.nms_pre': 100,
+        'model.test_cfg.rpn.max_per_img': 50,
     })
     cfg.train_cfg.update(T=2, K_a=2, K_b=3, K_c=2, unit='iter')
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
