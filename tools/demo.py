@@ -64,10 +64,9 @@ PRETRAIN_DATA = dict(splits=dict(train=4000, val=100), image_size=(128, 128), se
                      min_object_size=0.2, medium='in_air')
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/segm_mAP_50')
 GAP_KEYS = ('coco/segm_mAP', 'coco/segm_mAP_50', 'coco/segm_mAP_75')
-# Known-harmless, hidden unless --verbose. mmengine's ManagerMixin warns each
-# time a runner makes its visualizer (named 'visualizer' in every config) after
-# the first, and when a runner's logger and scope take the experiment name of
-# one started in the same second; the runners here run one after another.
+# Known-harmless, hidden unless --verbose. mmengine's ManagerMixin warns when a
+# runner's logger and scope take the experiment name of one started in the same
+# second; the runners here run one after another.
 HARMLESS_WARNING = (r'<class \S+> instance named of \S+ has been created, '
                     r'the method `get_instance` should not accept any other arguments')
 # mmengine's CheckpointHook.before_train builds a FileClient it never uses
