@@ -246,7 +246,7 @@ class RecordLR(Hook):
 def test_each_phase_has_its_own_learning_rate_schedule(loop_cfg):
     """param_scheduler drives adaptation, train_cfg.finetune fine-tuning; each
     counts from its phase's start, and fine-tuning restarts at finetune.lr."""
-    cfg = loop_cfg(finetune=dict(lr=5e-4, param_scheduler=[
+    cfg = loop_cfg(K_b=1, finetune=dict(lr=5e-4, param_scheduler=[
         dict(type='MultiStepLR', by_epoch=False, milestones=[1], gamma=0.5)]))
     cfg.param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[3], gamma=0.1)]
     hook = RecordLR()
@@ -288,8 +288,8 @@ class CountValidations(Hook):
 
 
 def test_a_validation_interval_longer_than_the_run_validates_never(loop_cfg):
-    """mmengine's loop would validate after the last of the 6 iterations."""
-    cfg = loop_cfg(val_interval=10000, K_b=1)
+    """mmengine's loop would validate after the last of the 3 iterations."""
+    cfg = loop_cfg(val_interval=10000, T=1, K_a=2, K_b=1, K_c=1)
     demo = Config.fromfile(str(DEMO_CFG))
     for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):
         cfg[key] = demo[key]
