@@ -4,6 +4,7 @@ BilevelLoop's search (f per trial, the best f and rho per round)."""
 import copy
 from types import SimpleNamespace
 
+import numpy as np
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -57,5 +58,4 @@ def test_each_runner_of_a_process_writes_to_its_own_log_dir(tmp_path):
 
 def float_32(value: float) -> float:
     """``value`` as TensorBoard stores it (float32)."""
-    import numpy as np
     return float(np.float32(value))
